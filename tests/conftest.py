@@ -1,0 +1,13 @@
+"""Shared test set-up: the pure logic in ``_utils/`` is importable as plain modules.
+
+Salt puts the utils directories on ``sys.path`` while it loads custom modules,
+which is how ``_modules``/``_states``/``_runners``/``_beacons`` import them;
+the unit tests do the same here.
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UTILS = os.path.join(REPO, "_utils")
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
