@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""The hx-ops local lab: a real salt-master and minions on loopback, under .lab/.
+
+    lab.py up       start the lab (harmless when it already runs)
+    lab.py down     stop everything the lab started and remove .lab/
+    lab.py status   show what runs and where; also written to .lab/lab.json
+
+Every daemon runs under one "keeper" supervisord owned by the lab. The keeper
+reaps its children, which matters where PID 1 does not reap orphans: a salt
+daemon started with -d and later killed would stay behind as a zombie there.
+"""
+import argparse
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(REPO, ".lab")
+VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
+STATE = os.path.join(LAB, "lab.json")
+KEEPER_CONF = os.path.join(LAB, "keeper", "supervisord.conf")
+MINIONS = {
+    "lb1": {"hx_roles": ["lb"]},
+    "app1": {"hx_roles": ["app"]},
+    "app2": {"hx_roles": ["app"]},
+}
+INSTALL_PLACEHOLDER = "/srv/hx-ops"
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _yaml(path, data):
+    _write(path, yaml.safe_dump(data, default_flow_style=False, sort_keys=False))
+
+
+def _render_install_conf(name):
+    """The lab uses the same snippets an operator installs, pointed at this checkout."""
+    with open(os.path.join(REPO, "conf", name), encoding="utf-8") as fh:
+        return fh.read().replace(INSTALL_PLACEHOLDER, REPO)
+
+
+def _lab_pillar(ports):
+    return {
+        "hx": {
+            "health": {
+                "checks": [
+                    {"name": "system", "kind": "system"},
+                    {
+                        "name": "salt_master",
+                        "kind": "tcp",
+                        "host": "127.0.0.1",
+                        "port": ports["ret_port"],
+                        "timeout": 2,
+                    },
+                ]
+            }
+        }
+    }
+
+
+def configure(ports):
+    user = getpass.getuser()
+    logs = os.path.join(LAB, "logs")
+    os.makedirs(logs, exist_ok=True)
+    master_dir = os.path.join(LAB, "master")
+    _yaml(
+        os.path.join(master_dir, "master"),
+        {
+            "id": "lab-master",
+            "root_dir": master_dir,
+            "user": user,
+            "interface": "127.0.0.1",
+            "publish_port": ports["publish_port"],
+            "ret_port": ports["ret_port"],
+            "auto_accept": True,
+            "worker_threads": 4,
+            "log_file": os.path.join(logs, "master.log"),
+            "log_level_logfile": "info",
+            "default_include": "master.d/*.conf",
+        },
+    )
+    _write(os.path.join(master_dir, "master.d", "hx.conf"), _render_install_conf("master.d/hx.conf"))
+    # Sorted after hx.conf, so the lab's own pillar root comes first.
+    _yaml(
+        os.path.join(master_dir, "master.d", "lab.conf"),
+        {"pillar_roots": {"base": [os.path.join(LAB, "pillar"), os.path.join(REPO, "pillar")]}},
+    )
+    _yaml(os.path.join(LAB, "pillar", "top.sls"), {"base": {"*": ["lab"]}})
+    _yaml(os.path.join(LAB, "pillar", "lab.sls"), _lab_pillar(ports))
+    for mid, grains in MINIONS.items():
+        mdir = os.path.join(LAB, "minions", mid)
+        _yaml(
+            os.path.join(mdir, "minion"),
+            {
+                "id": mid,
+                "root_dir": mdir,
+                "user": user,
+                "master": "127.0.0.1",
+                "master_port": ports["ret_port"],
+                "publish_port": ports["publish_port"],
+                "acceptance_wait_time": 1,
+                "random_reauth_delay": 0,
+                "log_file": os.path.join(logs, f"minion-{mid}.log"),
+                "log_level_logfile": "info",
+                "grains": grains,
+                "default_include": "minion.d/*.conf",
+            },
+        )
+        _write(os.path.join(mdir, "minion.d", "hx.conf"), _render_install_conf("minion.d/hx.conf"))
+    programs = {"salt-master": [os.path.join(VENV_BIN, "salt-master"), "-c", master_dir, "-l", "quiet"]}
+    for mid in MINIONS:
+        programs[f"minion-{mid}"] = [
+            os.path.join(VENV_BIN, "salt-minion"),
+            "-c",
+            os.path.join(LAB, "minions", mid),
+            "-l",
+            "quiet",
+        ]
+    keeper_dir = os.path.dirname(KEEPER_CONF)
+    lines = [
+        "[unix_http_server]",
+        f"file={keeper_dir}/supervisor.sock",
+        "[supervisord]",
+        f"logfile={logs}/keeper.log",
+        f"pidfile={keeper_dir}/supervisord.pid",
+        f"childlogdir={logs}",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{keeper_dir}/supervisor.sock",
+    ]
+    for name, argv in programs.items():
+        lines += [
+            f"[program:{name}]",
+            "command=" + " ".join(argv),
+            "autorestart=true",
+            "startsecs=1",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "stopwaitsecs=15",
+            f"stdout_logfile={logs}/{name}.out",
+            "redirect_stderr=true",
+        ]
+    _write(KEEPER_CONF, "\n".join(lines) + "\n")
+    return programs
+
+
+def _keeper_pid():
+    try:
+        with open(os.path.join(os.path.dirname(KEEPER_CONF), "supervisord.pid"), encoding="utf-8") as fh:
+            pid = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if KEEPER_CONF not in " ".join(proc.cmdline()):
+            return None
+    except psutil.Error:
+        return None
+    return pid
+
+
+def _ctl(*args, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", KEEPER_CONF, *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
+
+
+def _salt(*args, timeout=60):
+    cmd = [os.path.join(VENV_BIN, "salt"), "-c", os.path.join(LAB, "master"), "--out=json", "--static", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        return json.loads(res.stdout or "{}")
+    except ValueError:
+        return {}
+
+
+def _wait(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"lab: timed out after {timeout}s waiting for {what}; see {LAB}/logs")
+
+
+def up(_args):
+    if _keeper_pid():
+        print("lab: already up")
+        return status(_args)
+    if os.path.isdir(LAB):
+        _sweep()  # a previous lab that died uncleanly
+        shutil.rmtree(LAB)
+    ports = {"publish_port": _free_port(), "ret_port": _free_port()}
+    configure(ports)
+    _write(os.path.join(LAB, "ports.json"), json.dumps(ports))
+    # Run by path through the interpreter so even the keeper's own zombie, if
+    # PID 1 never reaps it, is a "python" process rather than a daemon name.
+    subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", KEEPER_CONF], check=True, timeout=30)
+    _wait("the keeper", lambda: _keeper_pid() is not None, 20)
+    print("lab: waiting for the master and minions to answer ...", flush=True)
+    _wait("minions " + ", ".join(MINIONS), lambda: set(_salt("*", "test.ping", "-t", "5")) >= set(MINIONS), 120)
+    print("lab: syncing hx-ops extensions to the minions and the master ...", flush=True)
+    sync()
+    return status(_args)
+
+
+def sync():
+    synced = _salt("*", "saltutil.sync_all", "refresh=True", timeout=120)
+    missing = set(MINIONS) - set(synced)
+    if missing:
+        raise SystemExit(f"lab: saltutil.sync_all got no answer from {', '.join(sorted(missing))}")
+    res = subprocess.run(
+        [os.path.join(VENV_BIN, "salt-run"), "-c", os.path.join(LAB, "master"), "--out=json", "saltutil.sync_all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"lab: salt-run saltutil.sync_all failed:\n{res.stdout}{res.stderr}")
+
+
+def _lab_processes():
+    """Every live process whose command line points into this lab."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if LAB + os.sep in " ".join(proc.info["cmdline"] or []) + os.sep:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return [p for p in found if p.pid != os.getpid()]
+
+
+def _sweep():
+    procs = _lab_processes()
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def down(_args):
+    pid = _keeper_pid()
+    if pid:
+        # `stop all` stops the daemons in parallel; `shutdown` alone goes one by one.
+        _ctl("stop", "all", check=False)
+        _ctl("shutdown", check=False)
+        _wait("the keeper to exit", lambda: _keeper_pid() is None, 60)
+    _sweep()
+    left = _lab_processes()
+    if left:
+        raise SystemExit("lab: processes still running: " + ", ".join(str(p.pid) for p in left))
+    if os.path.isdir(LAB):
+        shutil.rmtree(LAB)
+    print("lab: down, nothing left running")
+
+
+def collect():
+    info = {"up": False, "repo": REPO, "daemons": [], "urls": {}, "cli": {}}
+    pid = _keeper_pid()
+    if not pid:
+        return info
+    info["up"] = True
+    with open(os.path.join(LAB, "ports.json"), encoding="utf-8") as fh:
+        ports = json.load(fh)
+    info["daemons"].append({"name": "keeper (supervisord)", "pid": pid, "state": "RUNNING"})
+    out = _ctl("status", check=False).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        entry = {"name": parts[0], "state": parts[1], "pid": None}
+        if "pid" in parts:
+            entry["pid"] = int(parts[parts.index("pid") + 1].rstrip(","))
+        info["daemons"].append(entry)
+    info["urls"] = {
+        "salt master (publish)": f"tcp://127.0.0.1:{ports['publish_port']}",
+        "salt master (return)": f"tcp://127.0.0.1:{ports['ret_port']}",
+    }
+    info["cli"] = {
+        "salt": os.path.join(REPO, "lab", "salt"),
+        "salt-run": os.path.join(REPO, "lab", "salt-run"),
+        "salt-call": os.path.join(REPO, "lab", "salt-call"),
+    }
+    info["minions"] = list(MINIONS)
+    info["logs"] = os.path.join(LAB, "logs")
+    return info
+
+
+def status(_args):
+    info = collect()
+    if not info["up"]:
+        print("lab: down (start it with `make lab-up`)")
+        return 0
+    _write(STATE, json.dumps(info, indent=2) + "\n")
+    print(f"{'daemon':<24} {'state':<10} pid")
+    for d in info["daemons"]:
+        print(f"{d['name']:<24} {d['state']:<10} {d['pid'] or '-'}")
+    print()
+    for name, url in info["urls"].items():
+        print(f"{name:<24} {url}")
+    print(f"\nminions: {', '.join(info['minions'])}   logs: {info['logs']}   json: {STATE}")
+    print("try:    lab/salt '*' hx_health.check   |   lab/salt-run hx_report.health")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status", "sync"])
+    args = parser.parse_args()
+    if args.command == "sync":
+        return sync()
+    return {"up": up, "down": down, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
