@@ -1,0 +1,102 @@
+"""Fleet reports for operators: health of every targeted minion in one table.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-run hx_report.health
+    salt-run hx_report.health tgt='app*'
+"""
+import logging
+
+import hx_fleet
+import hx_runner
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "hx_report"
+
+HEALTH_COLUMNS = ("minion", "check", "status", "value", "threshold", "message")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _progress(message):
+    # salt-run prints progress events as they come; orchestration ignores them.
+    try:
+        __jid_event__.fire_event({"message": message}, "progress")
+    except NameError:
+        log.info("%s", message)
+
+
+def _health_rows(mid, ret, retcode):
+    if not isinstance(ret, dict) or "checks" not in ret:
+        # A string here is the minion's error text (module missing, bad pillar, ...).
+        return [{"minion": mid, "check": "-", "status": "error", "message": str(ret)[:200]}]
+    rows = []
+    for name, check in sorted(ret["checks"].items()):
+        rows.append(
+            {
+                "minion": mid,
+                "check": name,
+                "status": check.get("status"),
+                "value": check.get("value"),
+                "threshold": check.get("threshold"),
+                "message": check.get("message"),
+            }
+        )
+    return rows
+
+
+def health(tgt="*", tgt_type="glob", timeout=30):
+    """
+    Run ``hx_health.check`` on the targeted minions and show one table:
+    minion, check, status, value, threshold. Targeted minions that did not
+    answer are listed with status ``no answer``.
+
+    Sets a non-zero exit code when any check is critical, a minion failed or a
+    minion did not answer.
+
+    tgt
+        Minions to ask (default ``*``).
+    tgt_type
+        Salt target type (``glob``, ``list``, ``grain``, ``compound``...).
+    timeout
+        Seconds to wait for the minions' answers.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_report.health
+        salt-run hx_report.health tgt='G@hx_roles:app' tgt_type=compound
+    """
+    outcome = hx_fleet.call(__opts__, tgt, "hx_health.check", tgt_type=tgt_type, timeout=timeout)
+    rows = []
+    per_minion = {}
+    for mid in sorted(outcome["returns"]):
+        data = outcome["returns"][mid]
+        rows.extend(_health_rows(mid, data["ret"], data["retcode"]))
+        ret = data["ret"]
+        per_minion[mid] = ret.get("status", "error") if isinstance(ret, dict) else "error"
+    for mid in outcome["missing"]:
+        rows.append({"minion": mid, "check": "-", "status": "no answer"})
+        per_minion[mid] = "no answer"
+    table = hx_fleet.render_table(HEALTH_COLUMNS, rows)
+    _progress(table)
+    bad = sorted(m for m, s in per_minion.items() if s in ("critical", "error", "no answer"))
+    result = not bad and bool(per_minion)
+    ret = {
+        "result": result,
+        "minions": per_minion,
+        "missing": outcome["missing"],
+        "rows": rows,
+        "comment": (
+            "no minion matched " + repr(tgt)
+            if not per_minion
+            else ("all targeted minions answered, none critical" if result else "not healthy: " + ", ".join(bad))
+        ),
+    }
+    return hx_runner.finish(__context__, ret)

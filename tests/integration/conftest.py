@@ -1,0 +1,104 @@
+"""A real salt-master and two minions (pytest-salt-factories) serving this checkout.
+
+The master is configured from the same ``conf/master.d/hx.conf`` an operator
+installs, so the integration tests prove that file too. Pillar comes from a
+per-session directory the tests write through the ``pillar`` fixture, ahead of
+the repository's ``pillar/`` tree.
+"""
+import os
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MINION_IDS = ("hx-m1", "hx-m2")
+
+
+def install_conf():
+    with open(os.path.join(REPO, "conf", "master.d", "hx.conf"), encoding="utf-8") as fh:
+        return yaml.safe_load(fh.read().replace("/srv/hx-ops", REPO))
+
+
+class PillarTree:
+    """Per-minion pillar written as SLS files, then refreshed on the minions."""
+
+    def __init__(self, root, salt_cli):
+        self.root = root
+        self.salt_cli = salt_cli
+        self.data = {}
+        self._write_top()
+
+    def _write_top(self):
+        top = {"base": {mid: [mid.replace("-", "_")] for mid in MINION_IDS}}
+        for mid in MINION_IDS:
+            path = os.path.join(self.root, mid.replace("-", "_") + ".sls")
+            with open(path, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(self.data.get(mid, {}), fh)
+        with open(os.path.join(self.root, "top.sls"), "w", encoding="utf-8") as fh:
+            yaml.safe_dump(top, fh)
+
+    def set(self, mid, data):
+        self.data[mid] = data
+        self._write_top()
+        ret = self.salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=mid)
+        assert ret.returncode == 0, ret
+
+    def clear(self):
+        for mid in list(self.data):
+            self.set(mid, {})
+
+
+@pytest.fixture(scope="session")
+def pillar_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("pillar"))
+
+
+@pytest.fixture(scope="session")
+def master(salt_factories, pillar_root):
+    conf = install_conf()
+    conf["pillar_roots"] = {"base": [pillar_root, os.path.join(REPO, "pillar")]}
+    conf["log_level_logfile"] = "info"
+    factory = salt_factories.salt_master_daemon("hx-master", overrides=conf)
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_cli(master):
+    return master.salt_cli(timeout=120)
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(master):
+    return master.salt_run_cli(timeout=180)
+
+
+def _minion(master, mid):
+    return master.salt_minion_daemon(mid, overrides={"log_level_logfile": "info"})
+
+
+@pytest.fixture(scope="session")
+def minions(master, salt_cli, salt_run_cli):
+    factories = {mid: _minion(master, mid) for mid in MINION_IDS}
+    for factory in factories.values():
+        factory.start()
+    try:
+        ret = salt_cli.run("saltutil.sync_all", minion_tgt="hx-m*")
+        assert ret.returncode == 0, ret
+        ret = salt_run_cli.run("saltutil.sync_all")
+        assert ret.returncode == 0, ret
+        yield factories
+    finally:
+        for factory in factories.values():
+            factory.terminate()
+
+
+@pytest.fixture(scope="session")
+def pillar_tree(pillar_root, salt_cli, minions):
+    return PillarTree(pillar_root, salt_cli)
+
+
+@pytest.fixture
+def pillar(pillar_tree):
+    yield pillar_tree
+    pillar_tree.clear()
