@@ -375,6 +375,8 @@ def process(name=None, pattern=None, min_count=1):
         salt '*' hx_health.process name=sshd
         salt '*' hx_health.process pattern='gunicorn.*app:main' min_count=2
     """
+    if (name is None) == (pattern is None):
+        raise SaltInvocationError("process: give exactly one of name or pattern")
     check = _validate_one(
         {"kind": "process", "process_name": name, "pattern": pattern, "min_count": min_count}
     )
