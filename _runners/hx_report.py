@@ -23,12 +23,10 @@ def __virtual__():
     return __virtualname__
 
 
-def _progress(message):
-    # salt-run prints progress events as they come; orchestration ignores them.
-    try:
-        __jid_event__.fire_event({"message": message}, "progress")
-    except NameError:
-        log.info("%s", message)
+def _threshold_text(threshold):
+    if isinstance(threshold, dict):
+        return "/".join("-" if threshold.get(k) is None else f"{threshold[k]:g}" for k in ("warning", "critical"))
+    return threshold
 
 
 def _health_rows(mid, ret, retcode):
@@ -43,7 +41,7 @@ def _health_rows(mid, ret, retcode):
                 "check": name,
                 "status": check.get("status"),
                 "value": check.get("value"),
-                "threshold": check.get("threshold"),
+                "threshold": _threshold_text(check.get("threshold")),
                 "message": check.get("message"),
             }
         )
@@ -85,7 +83,7 @@ def health(tgt="*", tgt_type="glob", timeout=30):
         rows.append({"minion": mid, "check": "-", "status": "no answer"})
         per_minion[mid] = "no answer"
     table = hx_fleet.render_table(HEALTH_COLUMNS, rows)
-    _progress(table)
+    hx_runner.progress(globals(), table, log)
     bad = sorted(m for m, s in per_minion.items() if s in ("critical", "error", "no answer"))
     result = not bad and bool(per_minion)
     ret = {

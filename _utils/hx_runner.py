@@ -12,3 +12,16 @@ def finish(context, ret, code=2):
         context["retcode"] = code
         ret["retcode"] = code
     return ret
+
+
+def progress(runner_globals, message, log=None):
+    """Show ``message`` to the salt-run user as it happens (a progress event).
+
+    ``runner_globals`` is the runner's ``globals()``: ``__jid_event__`` is only
+    injected when the runner runs under salt-run or orchestration.
+    """
+    jid_event = runner_globals.get("__jid_event__")
+    if jid_event is not None:
+        jid_event.fire_event({"message": message, "outputter": "hx_text"}, "progress")
+    elif log is not None:
+        log.info("%s", message)
