@@ -11,3 +11,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UTILS = os.path.join(REPO, "_utils")
 if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
+
+import salt._logging  # noqa: E402
+
+# Importing salt with no root log handler installs a deferred stderr handler
+# that dumps every queued record at interpreter exit, after pytest closed
+# stderr ("--- Logging error ---"). pytest's own handlers capture the logs.
+salt._logging.shutdown_temp_handler()

@@ -14,7 +14,6 @@ import time
 
 import hx_history
 import pytest
-import salt._logging
 import salt.config
 import yaml
 from salt.exceptions import SaltInvocationError
@@ -22,10 +21,6 @@ from saltfactories.utils.functional import Loaders
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
-# Importing salt with no root log handler installs a deferred stderr handler
-# that dumps every queued record at interpreter exit, after pytest closed
-# stderr ("--- Logging error ---").  pytest's own handlers capture logs.
-salt._logging.shutdown_temp_handler()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
