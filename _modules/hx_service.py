@@ -674,12 +674,12 @@ def plan(name=None, action="start"):
     cfg = _config()
     order = _start_order(cfg, _names(name, cfg, allow_all=True))
     backends = {n: _backend(cfg, n) for n in order}
-    store = _load_store()
+    now = time.time()
     out = {}
     for item in order:
         proc = backends[item].state()
         health = _health(cfg["services"][item], proc)
-        state = hx_budget.from_dict(store.get(item)) if item in store else hx_budget.empty_state()
+        state = _load_service(item, now)
         if _passing(health):
             would = "none"
         elif state.get("quarantine"):
