@@ -98,3 +98,73 @@ def health(tgt="*", tgt_type="glob", timeout=30):
         ),
     }
     return hx_runner.finish(__context__, ret)
+
+
+SERVICE_COLUMNS = ("minion", "service", "provider", "state", "pid", "uptime_s", "health", "chain", "quarantine")
+
+
+def _service_rows(mid, ret):
+    if not isinstance(ret, dict):
+        return [{"minion": mid, "service": "-", "state": "error", "health": str(ret)[:200]}]
+    rows = []
+    for name, svc in sorted(ret.items()):
+        quarantine = svc.get("quarantine")
+        rows.append(
+            {
+                "minion": mid,
+                "service": name,
+                "provider": svc.get("provider"),
+                "state": svc.get("state"),
+                "pid": svc.get("pid"),
+                "uptime_s": svc.get("uptime_s"),
+                "health": (svc.get("health") or {}).get("status"),
+                "chain": " > ".join(svc.get("chain") or []) or None,
+                "quarantine": "yes" if quarantine else None,
+            }
+        )
+    return rows
+
+
+def services(tgt="*", tgt_type="glob", timeout=30):
+    """
+    Run ``hx_service.discover`` on the targeted minions and show the managed
+    services of the fleet as one table: minion, service, provider, state, pid,
+    uptime, health, dependency chain, quarantine. Targeted minions that did
+    not answer are listed with state ``no answer``.
+
+    Sets a non-zero exit code when a service is not running, unhealthy or
+    quarantined, a minion failed, or a minion did not answer.
+
+    tgt
+        Minions to ask (default ``*``).
+    tgt_type
+        Salt target type.
+    timeout
+        Seconds to wait for the minions' answers.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_report.services
+        salt-run hx_report.services tgt='app*'
+    """
+    outcome = hx_fleet.call(__opts__, tgt, "hx_service.discover", tgt_type=tgt_type, timeout=timeout)
+    rows = []
+    for mid in sorted(outcome["returns"]):
+        rows.extend(_service_rows(mid, outcome["returns"][mid]["ret"]))
+    for mid in outcome["missing"]:
+        rows.append({"minion": mid, "service": "-", "state": "no answer"})
+    hx_runner.progress(globals(), hx_fleet.render_table(SERVICE_COLUMNS, rows), log)
+    bad = [
+        f"{r['minion']}/{r['service']}"
+        for r in rows
+        if r.get("state") != "running" or r.get("health") not in ("ok", "warning") or r.get("quarantine")
+    ]
+    ret = {
+        "result": not bad,
+        "rows": rows,
+        "missing": outcome["missing"],
+        "comment": "every managed service runs and is healthy" if not bad else "needs attention: " + ", ".join(bad),
+    }
+    return hx_runner.finish(__context__, ret)

@@ -6,6 +6,7 @@ The lab stays up afterwards so the user can go on by hand.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -76,6 +77,34 @@ def _json_documents(text):
         yield obj
 
 
+def _salt_json(argv):
+    res = run(argv + ["--out=json", "--static"], show=False, check=False)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        sys.stdout.write(res.stdout + res.stderr)
+        raise SystemExit(f"demo: `{' '.join(argv)}` gave no JSON") from None
+
+
+def step_recover():
+    banner("3. Automatic recovery: SIGKILL the demo app on app1, hx_service.recover brings it back")
+    status = _salt_json(["lab/salt", "app1", "hx_service.status", "demo-blue"])["app1"]["demo-blue"]
+    pid = status.get("pid")
+    if not pid:
+        raise SystemExit(f"demo: demo-blue is not running on app1: {status}")
+    print(f"demo-blue on app1 runs as pid {pid}; sending SIGKILL")
+    os.kill(pid, signal.SIGKILL)
+    ret = _salt_json(["lab/salt", "app1", "hx_service.recover", "demo-blue"])["app1"]
+    if not isinstance(ret, dict) or ret.get("outcome") != "recovered":
+        raise SystemExit(f"demo: recovery did not succeed: {ret}")
+    after = _salt_json(["lab/salt", "app1", "hx_service.status", "demo-blue"])["app1"]["demo-blue"]
+    print(
+        f"outcome: {ret['outcome']} after {ret['attempts']} attempt(s); "
+        f"time to recover: {ret['time_to_recover_ms']} ms; new pid {after.get('pid')}; "
+        f"budget left: {ret['budget']['remaining']} of {ret['budget']['max']} per {ret['budget']['window']} s"
+    )
+
+
 def step_next():
     banner("Go on by hand")
     print(
@@ -83,12 +112,13 @@ def step_next():
         "  lab/salt app1 hx_health.sla           # availability from the recorded samples\n"
         "  lab/salt app1 hx_health.forecast      # when will a disk fill up?\n"
         "  lab/salt-run hx_report.health         # the fleet table again\n"
+        "  lab/salt app1 hx_service.discover     # managed services: state, pid, uptime, health\n"
         "  make lab-status                       # what runs where (also .lab/lab.json)\n"
         "  make lab-down                         # stop everything and remove .lab/\n"
     )
 
 
-STEPS = [step_lab, step_health, step_next]
+STEPS = [step_lab, step_health, step_recover, step_next]
 
 
 def main():

@@ -34,6 +34,11 @@ MINIONS = {
     "app2": {"hx_roles": ["app"]},
 }
 INSTALL_PLACEHOLDER = "/srv/hx-ops"
+# Each app host gets its own loopback address, so both can serve on the
+# ports a real host uses (blue 8080) on one machine.
+APP_HOSTS = {"app1": "127.0.0.11", "app2": "127.0.0.12"}
+DEMO_VERSION = "1.0.0"
+BLUE_PORT = 8080
 
 
 def _free_port():
@@ -56,6 +61,74 @@ def _render_install_conf(name):
     """The lab uses the same snippets an operator installs, pointed at this checkout."""
     with open(os.path.join(REPO, "conf", name), encoding="utf-8") as fh:
         return fh.read().replace(INSTALL_PLACEHOLDER, REPO)
+
+
+def _host_dir(mid):
+    return os.path.join(LAB, "hosts", mid)
+
+
+def _app_pillar(mid, ports):
+    """What an app host's pillar says about its supervisord and the demo app."""
+    addr = APP_HOSTS[mid]
+    return {
+        "hx": {
+            "supervisord": {
+                "conf": os.path.join(_host_dir(mid), "supervisord.conf"),
+                "bin_env": os.path.dirname(VENV_BIN),
+            },
+            "services": {
+                "demo-blue": {
+                    "provider": "supervisord",
+                    "program": "demo-blue",
+                    "health": ["demo_blue"],
+                    "stop_timeout": 10,
+                }
+            },
+            # Pillar lists replace each other when merged: repeat the common checks.
+            "health": {
+                "checks": _lab_pillar(ports)["hx"]["health"]["checks"]
+                + [{"name": "demo_blue", "kind": "http", "url": f"http://{addr}:{BLUE_PORT}/health", "timeout": 2}]
+            },
+        }
+    }
+
+
+def _host_supervisord_conf(mid):
+    """An app host's own supervisord: the process manager hx_service drives.
+
+    autorestart is off on purpose: recovery is hx_service.recover's job (with
+    its budget and health verification), not a blind respawn. stopwaitsecs is
+    at least the service's stop_timeout so hx, not supervisord, decides when
+    to kill.
+    """
+    hdir = _host_dir(mid)
+    app = os.path.join(REPO, "lab", "demoapp", "app.py")
+    control = os.path.join(hdir, "demo-blue.control.json")
+    return "\n".join(
+        [
+            "[unix_http_server]",
+            f"file={hdir}/supervisor.sock",
+            "[supervisord]",
+            f"logfile={hdir}/supervisord.log",
+            f"pidfile={hdir}/supervisord.pid",
+            f"childlogdir={hdir}",
+            "nodaemon=true",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "[supervisorctl]",
+            f"serverurl=unix://{hdir}/supervisor.sock",
+            "[program:demo-blue]",
+            f"command={sys.executable} {app} --bind {APP_HOSTS[mid]} --port {BLUE_PORT}"
+            f" --version {DEMO_VERSION} --control {control}",
+            "autorestart=false",
+            # One hx restart is one spawn: hx's budget counts them, not supervisord.
+            "startretries=0",
+            "startsecs=1",
+            "stopwaitsecs=10",
+            f"stdout_logfile={hdir}/demo-blue.log",
+            "redirect_stderr=true",
+        ]
+    ) + "\n"
 
 
 def _lab_pillar(ports):
@@ -104,8 +177,13 @@ def configure(ports):
         os.path.join(master_dir, "master.d", "lab.conf"),
         {"pillar_roots": {"base": [os.path.join(LAB, "pillar"), os.path.join(REPO, "pillar")]}},
     )
-    _yaml(os.path.join(LAB, "pillar", "top.sls"), {"base": {"*": ["lab"]}})
+    top = {"*": ["lab"]}
     _yaml(os.path.join(LAB, "pillar", "lab.sls"), _lab_pillar(ports))
+    for mid in APP_HOSTS:
+        top[mid] = [f"lab_{mid}"]
+        _yaml(os.path.join(LAB, "pillar", f"lab_{mid}.sls"), _app_pillar(mid, ports))
+        _write(os.path.join(_host_dir(mid), "supervisord.conf"), _host_supervisord_conf(mid))
+    _yaml(os.path.join(LAB, "pillar", "top.sls"), {"base": top})
     for mid, grains in MINIONS.items():
         mdir = os.path.join(LAB, "minions", mid)
         _yaml(
@@ -134,6 +212,14 @@ def configure(ports):
             os.path.join(LAB, "minions", mid),
             "-l",
             "quiet",
+        ]
+    for mid in APP_HOSTS:
+        programs[f"supervisord-{mid}"] = [
+            sys.executable,
+            "-m",
+            "supervisor.supervisord",
+            "-c",
+            os.path.join(_host_dir(mid), "supervisord.conf"),
         ]
     keeper_dir = os.path.dirname(KEEPER_CONF)
     lines = [
@@ -319,6 +405,8 @@ def collect():
         "salt-run": os.path.join(REPO, "lab", "salt-run"),
         "salt-call": os.path.join(REPO, "lab", "salt-call"),
     }
+    for mid, addr in APP_HOSTS.items():
+        info["urls"][f"demo app on {mid} (blue)"] = f"http://{addr}:{BLUE_PORT}/"
     info["minions"] = list(MINIONS)
     info["logs"] = os.path.join(LAB, "logs")
     return info
