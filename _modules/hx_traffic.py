@@ -421,7 +421,10 @@ def _ngx_reload(conf):
         if now is None:
             break
         fresh = [p for p, down in now.items() if not down and p not in before]
-        if fresh:
+        # Done when new workers serve AND every old one is retiring (it shows
+        # "is shutting down" as it closes its listening sockets).
+        old_serving = [p for p, down in now.items() if not down and p in before]
+        if fresh and not old_serving:
             return {"method": how, "ms": int((time.monotonic() - began) * 1000), "verified": True,
                     "new_workers": sorted(fresh)}
         time.sleep(0.02)
