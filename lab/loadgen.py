@@ -137,6 +137,8 @@ class LoadGen:
                             break
                     # Behind schedule (a slow answer): do not burst to catch up.
                     next_at = max(next_at + interval, time.monotonic() - interval)
+                    if end is not None and time.monotonic() >= end:
+                        break
                 if not self._take_ticket():
                     break
                 if conn is None:
