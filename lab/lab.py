@@ -34,11 +34,23 @@ MINIONS = {
     "app2": {"hx_roles": ["app"]},
 }
 INSTALL_PLACEHOLDER = "/srv/hx-ops"
-# Each app host gets its own loopback address, so both can serve on the
-# ports a real host uses (blue 8080) on one machine.
+# Every host gets its own loopback address, so each can serve on the ports a
+# real host uses (blue 8080, green 8081) on one machine.
+LB_ADDR = "127.0.0.10"
 APP_HOSTS = {"app1": "127.0.0.11", "app2": "127.0.0.12"}
-DEMO_VERSION = "1.0.0"
-BLUE_PORT = 8080
+FRONTEND = f"{LB_ADDR}:8000"
+SLOT_PORTS = {"blue": 8080, "green": 8081}
+# Versions built into .lab/artifacts at lab-up; knobs make the broken ones.
+RELEASES = {
+    "1.0.0": [],
+    "1.1.0": [],
+    "1.2.0": [],
+    "2.0.0-bad": ["--health-fail"],
+    "2.1.0-5xx": ["--error-rate", "0.3"],
+    "2.2.0-5xx20": ["--error-rate", "0.2"],
+    "2.3.0-slow": ["--slow-ms", "60"],
+}
+FIRST_VERSION = "1.0.0"
 
 
 def _free_port():
@@ -67,87 +79,146 @@ def _host_dir(mid):
     return os.path.join(LAB, "hosts", mid)
 
 
+def _apps_pillar():
+    """hx:apps:demo as the master and every minion see it."""
+    return {
+        "demo": {
+            "hosts": dict(APP_HOSTS),
+            "lbs": ["lb1"],
+            "backend": "demo",
+            "frontend": {"bind": FRONTEND},
+            "slots": {c: {"port": p, "service": f"demo-{c}"} for c, p in SLOT_PORTS.items()},
+            "source": "salt://releases/demo-{version}.tar.gz",
+            "keep": 5,
+            "deploy": {"bake": 20, "bake_interval": 2, "keep_warm": 600},
+        }
+    }
+
+
+def _common_checks(ports):
+    return [
+        {"name": "system", "kind": "system"},
+        {"name": "salt_master", "kind": "tcp", "host": "127.0.0.1", "port": ports["ret_port"], "timeout": 2},
+    ]
+
+
+def _supervisor_pillar(mid):
+    return {"conf": os.path.join(_host_dir(mid), "supervisord.conf"), "bin_env": os.path.dirname(VENV_BIN)}
+
+
 def _app_pillar(mid, ports):
-    """What an app host's pillar says about its supervisord and the demo app."""
+    """An app host: its supervisord, the two slots of the demo app and their checks."""
     addr = APP_HOSTS[mid]
+    services, checks = {}, _common_checks(ports)
+    for color, port in SLOT_PORTS.items():
+        services[f"demo-{color}"] = {
+            "provider": "supervisord",
+            "health": [f"demo_{color}"],
+            "stop_timeout": 10,
+        }
+        checks.append({"name": f"demo_{color}", "kind": "http", "url": f"http://{addr}:{port}/health", "timeout": 2})
     return {
         "hx": {
-            "supervisord": {
-                "conf": os.path.join(_host_dir(mid), "supervisord.conf"),
-                "bin_env": os.path.dirname(VENV_BIN),
-            },
-            "services": {
-                "demo-blue": {
-                    "provider": "supervisord",
-                    "program": "demo-blue",
-                    "health": ["demo_blue"],
-                    "stop_timeout": 10,
-                }
-            },
+            "supervisord": _supervisor_pillar(mid),
+            "services": services,
+            "apps": {"demo": {"address": addr, "root": os.path.join(_host_dir(mid), "apps")}},
             # Pillar lists replace each other when merged: repeat the common checks.
+            "health": {"checks": checks},
+        }
+    }
+
+
+def _lb_pillar(mid, ports):
+    hdir = _host_dir(mid)
+    return {
+        "hx": {
+            "supervisord": _supervisor_pillar(mid),
+            "services": {"haproxy": {"provider": "supervisord", "stop_timeout": 10}},
+            "traffic": {
+                "driver": "haproxy",
+                "haproxy": {
+                    "socket": os.path.join(hdir, "haproxy", "admin.sock"),
+                    "master_socket": os.path.join(hdir, "haproxy", "master.sock"),
+                    "config": os.path.join(hdir, "haproxy", "haproxy.cfg"),
+                    "state_file": os.path.join(hdir, "haproxy", "server-state"),
+                    "pidfile": os.path.join(hdir, "haproxy", "haproxy.pid"),
+                    "binary": shutil.which("haproxy") or "/usr/sbin/haproxy",
+                },
+            },
             "health": {
-                "checks": _lab_pillar(ports)["hx"]["health"]["checks"]
-                + [{"name": "demo_blue", "kind": "http", "url": f"http://{addr}:{BLUE_PORT}/health", "timeout": 2}]
+                "checks": _common_checks(ports)
+                + [{"name": "frontend", "kind": "tcp", "host": LB_ADDR, "port": int(FRONTEND.rsplit(":", 1)[1])}]
             },
         }
     }
 
 
-def _host_supervisord_conf(mid):
-    """An app host's own supervisord: the process manager hx_service drives.
+def _supervisord_conf(mid, programs):
+    """A host's own supervisord: the process manager hx_service drives there.
 
     autorestart is off on purpose: recovery is hx_service.recover's job (with
-    its budget and health verification), not a blind respawn. stopwaitsecs is
-    at least the service's stop_timeout so hx, not supervisord, decides when
-    to kill.
+    its budget and health verification), not a blind respawn; one hx restart
+    is one spawn (startretries=0). stopwaitsecs is at least the service's
+    stop_timeout so hx, not supervisord, decides when to kill.
     """
     hdir = _host_dir(mid)
-    app = os.path.join(REPO, "lab", "demoapp", "app.py")
-    control = os.path.join(hdir, "demo-blue.control.json")
-    return "\n".join(
-        [
-            "[unix_http_server]",
-            f"file={hdir}/supervisor.sock",
-            "[supervisord]",
-            f"logfile={hdir}/supervisord.log",
-            f"pidfile={hdir}/supervisord.pid",
-            f"childlogdir={hdir}",
-            "nodaemon=true",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "[supervisorctl]",
-            f"serverurl=unix://{hdir}/supervisor.sock",
-            "[program:demo-blue]",
-            f"command={sys.executable} {app} --bind {APP_HOSTS[mid]} --port {BLUE_PORT}"
-            f" --version {DEMO_VERSION} --control {control}",
+    lines = [
+        "[unix_http_server]",
+        f"file={hdir}/supervisor.sock",
+        "[supervisord]",
+        f"logfile={hdir}/supervisord.log",
+        f"pidfile={hdir}/supervisord.pid",
+        f"childlogdir={hdir}",
+        "nodaemon=true",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{hdir}/supervisor.sock",
+    ]
+    for name, command in programs.items():
+        lines += [
+            f"[program:{name}]",
+            f"command={command}",
+            "autostart=false",
             "autorestart=false",
-            # One hx restart is one spawn: hx's budget counts them, not supervisord.
             "startretries=0",
             "startsecs=1",
-            "stopwaitsecs=10",
-            f"stdout_logfile={hdir}/demo-blue.log",
+            "stopwaitsecs=15",
+            f"stdout_logfile={hdir}/{name}.log",
             "redirect_stderr=true",
         ]
-    ) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _app_programs(mid):
+    root = os.path.join(_host_dir(mid), "apps", "demo")
+    return {
+        f"demo-{color}": f"{sys.executable} {root}/{color}/app.py --release-dir {root}/{color}"
+        f" --bind {APP_HOSTS[mid]} --port {port} --control {_host_dir(mid)}/demo-{color}.control.json"
+        for color, port in SLOT_PORTS.items()
+    }
+
+
+def _lb_programs(mid):
+    hap = _lb_pillar(mid, {"ret_port": 0})["hx"]["traffic"]["haproxy"]
+    return {
+        "haproxy": f"{hap['binary']} -W -db -f {hap['config']} -p {hap['pidfile']} -S {hap['master_socket']},mode,600"
+    }
 
 
 def _lab_pillar(ports):
-    return {
-        "hx": {
-            "health": {
-                "checks": [
-                    {"name": "system", "kind": "system"},
-                    {
-                        "name": "salt_master",
-                        "kind": "tcp",
-                        "host": "127.0.0.1",
-                        "port": ports["ret_port"],
-                        "timeout": 2,
-                    },
-                ]
-            }
-        }
-    }
+    return {"hx": {"apps": _apps_pillar(), "health": {"checks": _common_checks(ports)}}}
+
+
+def build_releases():
+    out = os.path.join(LAB, "artifacts", "releases")
+    for version, flags in RELEASES.items():
+        subprocess.run(
+            [sys.executable, os.path.join(REPO, "lab", "build_release.py"), version, "--out", out, *flags],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def configure(ports):
@@ -173,16 +244,23 @@ def configure(ports):
     )
     _write(os.path.join(master_dir, "master.d", "hx.conf"), _render_install_conf("master.d/hx.conf"))
     # Sorted after hx.conf, so the lab's own pillar root comes first.
+    # Sorted after hx.conf: the lab's own pillar root comes first, and release
+    # artifacts are served as salt://releases/.
     _yaml(
         os.path.join(master_dir, "master.d", "lab.conf"),
-        {"pillar_roots": {"base": [os.path.join(LAB, "pillar"), os.path.join(REPO, "pillar")]}},
+        {
+            "pillar_roots": {"base": [os.path.join(LAB, "pillar"), os.path.join(REPO, "pillar")]},
+            "file_roots": {"base": [os.path.join(REPO, "salt"), os.path.join(LAB, "artifacts")]},
+        },
     )
     top = {"*": ["lab"]}
     _yaml(os.path.join(LAB, "pillar", "lab.sls"), _lab_pillar(ports))
-    for mid in APP_HOSTS:
+    hosts = {mid: (_app_pillar, _app_programs) for mid in APP_HOSTS}
+    hosts["lb1"] = (_lb_pillar, _lb_programs)
+    for mid, (pillar, programs) in hosts.items():
         top[mid] = [f"lab_{mid}"]
-        _yaml(os.path.join(LAB, "pillar", f"lab_{mid}.sls"), _app_pillar(mid, ports))
-        _write(os.path.join(_host_dir(mid), "supervisord.conf"), _host_supervisord_conf(mid))
+        _yaml(os.path.join(LAB, "pillar", f"lab_{mid}.sls"), pillar(mid, ports))
+        _write(os.path.join(_host_dir(mid), "supervisord.conf"), _supervisord_conf(mid, programs(mid)))
     _yaml(os.path.join(LAB, "pillar", "top.sls"), {"base": top})
     for mid, grains in MINIONS.items():
         mdir = os.path.join(LAB, "minions", mid)
@@ -213,7 +291,7 @@ def configure(ports):
             "-l",
             "quiet",
         ]
-    for mid in APP_HOSTS:
+    for mid in list(APP_HOSTS) + ["lb1"]:
         programs[f"supervisord-{mid}"] = [
             sys.executable,
             "-m",
@@ -304,6 +382,7 @@ def up(_args):
         shutil.rmtree(LAB)
     ports = {"publish_port": _free_port(), "ret_port": _free_port()}
     configure(ports)
+    build_releases()
     _write(os.path.join(LAB, "ports.json"), json.dumps(ports))
     # Run by path through the interpreter so even the keeper's own zombie, if
     # PID 1 never reaps it, is a "python" process rather than a daemon name.
@@ -313,7 +392,23 @@ def up(_args):
     _wait("minions " + ", ".join(MINIONS), lambda: set(_salt("*", "test.ping", "-t", "5")) >= set(MINIONS), 120)
     print("lab: syncing hx-ops extensions to the minions and the master ...", flush=True)
     sync()
+    bootstrap()
     return status(_args)
+
+
+def bootstrap():
+    """First release on blue of every app host, then HAProxy on lb1 (blue live)."""
+    print(f"lab: installing demo {FIRST_VERSION} into blue on {', '.join(APP_HOSTS)} ...", flush=True)
+    hosts = ",".join(APP_HOSTS)
+    got = _salt("-L", hosts, "hx_release.install", "app=demo", f"version={FIRST_VERSION}", "slot=blue", timeout=180)
+    bad = {m: r for m, r in got.items() if not isinstance(r, dict)} if set(got) >= set(APP_HOSTS) else got
+    if bad or set(got) < set(APP_HOSTS):
+        raise SystemExit(f"lab: hx_release.install failed: {json.dumps(got, indent=1)[:2000]}")
+    print("lab: applying hx.haproxy on lb1 ...", flush=True)
+    got = _salt("lb1", "state.apply", "hx.haproxy", timeout=180).get("lb1")
+    failed = [v.get("comment") for v in (got or {}).values() if isinstance(v, dict) and not v.get("result")]
+    if not isinstance(got, dict) or failed:
+        raise SystemExit(f"lab: state.apply hx.haproxy on lb1 failed: {failed or got}")
 
 
 def sync():
@@ -405,8 +500,10 @@ def collect():
         "salt-run": os.path.join(REPO, "lab", "salt-run"),
         "salt-call": os.path.join(REPO, "lab", "salt-call"),
     }
+    info["urls"]["demo app through HAProxy"] = f"http://{FRONTEND}/"
     for mid, addr in APP_HOSTS.items():
-        info["urls"][f"demo app on {mid} (blue)"] = f"http://{addr}:{BLUE_PORT}/"
+        for color, port in SLOT_PORTS.items():
+            info["urls"][f"demo on {mid} ({color})"] = f"http://{addr}:{port}/"
     info["minions"] = list(MINIONS)
     info["logs"] = os.path.join(LAB, "logs")
     return info
