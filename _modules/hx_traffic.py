@@ -238,7 +238,8 @@ def _hap_stat(conf):
 
 
 def _hap_worker_pid(conf):
-    return hx_haproxy.parse_info(_hap_command("show info", conf)).get("Pid")
+    pid = hx_haproxy.parse_info(_hap_command("show info", conf)).get("Pid")
+    return int(pid) if pid and pid.isdigit() else None
 
 
 def _hap_save_state(conf):

@@ -212,10 +212,7 @@ def switch_plan(current, desired, admin=None):
             raises.append({"server": server, "action": "raise", "from": old, "to": new})
         elif new < old:
             lowers.append({"server": server, "action": "lower", "from": old, "to": new})
-    steps = raises + lowers
-    for i, step in enumerate(steps, 1):
-        step["step"] = i
-    return steps
+    return [{"step": i, **step} for i, step in enumerate(raises + lowers, 1)]
 
 
 def apply_plan(current, steps):
