@@ -17,6 +17,12 @@ every request, overrides them at runtime so demos can break a live service)::
                        exit(1) on the next request (env HX_DEMO_CONTROL too)
     --crash-on-start   exit 1 immediately (a service that dies on start)
     --ignore-sigterm   ignore SIGTERM (only SIGKILL stops it)
+    --release-dir DIR  run as an installed release: the version comes from
+                       DIR/VERSION (an explicit --version wins) and
+                       DIR/knobs.json (same keys as the control file) gives
+                       the start values of the knobs a flag left at its
+                       default, so a "broken" release is just a tarball
+                       whose knobs.json says {"health_fail": true}
 
 SIGTERM stops accepting connections, lets in-flight requests finish (at most
 --drain-timeout s) and exits 0. SIGHUP is a "reload": it re-reads the control
@@ -149,11 +155,38 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+RELEASE_KNOBS = {"slow_ms": int, "health_fail": bool, "error_rate": float}
+
+
+def apply_release(args):
+    """Version and knob defaults from an installed release directory.
+
+    Read once, at start: the release is immutable and the slot link the
+    directory was reached through may be switched while this process runs.
+    """
+    rel = os.path.realpath(args.release_dir)
+    if args.version is None:
+        with open(os.path.join(rel, "VERSION"), encoding="utf-8") as fh:
+            args.version = fh.read().strip() or "0.0.0"
+    try:
+        with open(os.path.join(rel, "knobs.json"), encoding="utf-8") as fh:
+            knobs = json.load(fh)
+    except FileNotFoundError:
+        knobs = {}
+    if not isinstance(knobs, dict):
+        raise ValueError("knobs.json must hold a JSON object")
+    for key, kind in RELEASE_KNOBS.items():
+        # A flag given on the command line (not at its default) wins over the release.
+        if key in knobs and not getattr(args, key):
+            setattr(args, key, kind(knobs[key]))
+    args.release_dir = rel
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="hx-ops demo app")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--bind", default="127.0.0.1")
-    p.add_argument("--version", default="0.0.0")
+    p.add_argument("--version", default=None)
     p.add_argument("--slow-ms", type=int, default=0)
     p.add_argument("--health-fail", action="store_true")
     p.add_argument("--error-rate", type=float, default=0.0)
@@ -161,7 +194,15 @@ def parse_args(argv=None):
     p.add_argument("--crash-on-start", action="store_true")
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--drain-timeout", type=float, default=30.0)
+    p.add_argument("--release-dir", default=None)
     args = p.parse_args(argv)
+    if args.release_dir:
+        try:
+            apply_release(args)
+        except (OSError, ValueError) as exc:
+            p.error(f"--release-dir {args.release_dir}: {exc}")
+    if args.version is None:
+        args.version = "0.0.0"
     if not 0.0 <= args.error_rate <= 1.0:
         p.error("--error-rate must be between 0 and 1")
     return args
@@ -194,7 +235,8 @@ def main(argv=None):
     else:
         signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    log("started", version=args.version, port=args.port, bind=args.bind, started_at=STARTED_AT)
+    log("started", version=args.version, port=args.port, bind=args.bind, started_at=STARTED_AT,
+        release_dir=args.release_dir)
     try:
         server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:
