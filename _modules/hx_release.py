@@ -437,7 +437,7 @@ def plan(app, version, slot, source=None, checksum=None):
     link | restart (empty: up to date).
 
     A slot is up to date when its link points at ``version`` and its service
-    (if any) is running and reports ``version`` (or no version at all).
+    (if any) is running, healthy and reports ``version`` (or no version at all).
 
     CLI Example:
 
