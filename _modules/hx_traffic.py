@@ -470,6 +470,31 @@ def _ngx_servers(conf, backend=None):
 # public API
 
 
+def configured():
+    """
+    True when this minion has pillar ``hx:traffic`` (it drives a load balancer).
+
+    ``hx_service``'s drain/ready hooks check it to skip traffic handling on
+    minions without a traffic driver, the same as when this module is absent.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hx_traffic.configured
+    """
+    return isinstance(_pillar("hx:traffic", None), dict)
+
+
+def _require_configured(action, backend, server):
+    # drain/ready are hook entry points: a CommandExecutionError is what
+    # hx_service turns into "do not stop this service", the safe outcome.
+    if not configured():
+        raise CommandExecutionError(
+            f"cannot {action} {backend}/{server}: no hx:traffic pillar on this minion (set hx:traffic, e.g. "
+            f"haproxy socket tcp:<lb>:<port>, where the service runs, or check hx_traffic.configured first)")
+
+
 def servers(backend=None, driver=None):
     """
     Servers of one backend (or all): weight, admin state, health, sessions, address.
@@ -603,6 +628,7 @@ def ready(backend, server, driver=None):
 
         salt lb1 hx_traffic.ready backend=demo server=app1_green
     """
+    _require_configured("ready", backend, server)
     return set_state(backend, server, "ready", driver=driver)
 
 
@@ -624,6 +650,7 @@ def drain(backend, server, timeout=30, interval=0.2, driver=None):
 
         salt lb1 hx_traffic.drain backend=demo server=app1_blue timeout=60
     """
+    _require_configured("drain", backend, server)
     _name("backend", backend)
     _name("server", server)
     try:

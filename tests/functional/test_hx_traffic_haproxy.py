@@ -102,11 +102,15 @@ class Minion:
     def __getattr__(self, fun):
         return lambda *a, **kw: self.mods[f"hx_traffic.{fun}"](*a, **kw)
 
-    def state(self, fun, **kwargs):
+    @property
+    def states(self):
         if self._states is None:
             serializers = salt.loader.serializers(self.opts)
             self._states = salt.loader.states(self.opts, self.mods, self.utils, serializers)
-        return self._states[f"hx_traffic.{fun}"](**kwargs)
+        return self._states
+
+    def state(self, fun, **kwargs):
+        return self.states[f"hx_traffic.{fun}"](**kwargs)
 
 
 @pytest.fixture
@@ -129,8 +133,10 @@ def get(url):
 def test_module_and_state_load(minion):
     m = minion()
     assert "hx_traffic.weights" in m.mods, m.mods.missing_fun_string("hx_traffic.weights")
-    assert m.state  # noqa: the state loader builds
-    assert callable(m.mods["hx_traffic.drain"])
+    assert "hx_traffic.weights" in m.states
+    # hx_service's hooks call these with keyword arguments only.
+    for fun in ("drain", "ready"):
+        assert m.mods[f"hx_traffic.{fun}"].__code__.co_varnames[:2] == ("backend", "server")
 
 
 def test_servers_and_stats_read_the_real_proxy(minion, hap, apps):
@@ -289,6 +295,14 @@ def test_unreachable_socket_is_a_clear_error(minion, tmp_path):
         minion({"hx": {"traffic": {}}}).servers()
     with pytest.raises(SaltInvocationError, match="hx:traffic:driver"):
         minion({"hx": {"traffic": {"driver": "f5"}}}).servers()
+    # A minion that drives no LB: hx_service's hooks can ask, and a direct
+    # drain/ready is an operational error (hx_service then does not stop).
+    bare = minion({"hx": {"services": {}}})
+    assert bare.configured() is False and m.configured() is True
+    with pytest.raises(CommandExecutionError, match="cannot drain demo/app1_blue: no hx:traffic pillar"):
+        bare.drain(backend="demo", server="app1_blue")
+    with pytest.raises(CommandExecutionError, match="cannot ready demo/app1_blue: no hx:traffic pillar"):
+        bare.ready(backend="demo", server="app1_blue")
 
 
 @pytest.mark.parametrize(
