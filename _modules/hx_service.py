@@ -466,7 +466,7 @@ def _traffic_hook(svc, action):
     if not traffic:
         return False, "not configured"
     func = f"hx_traffic.{action}"
-    if func not in __salt__:
+    if func not in __salt__ or not __salt__["hx_traffic.configured"]():
         return False, "skipped (no traffic driver)"
     try:
         __salt__[func](backend=traffic["backend"], server=traffic["server"])

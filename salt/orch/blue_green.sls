@@ -13,11 +13,15 @@ balancer to answer, so a down minion fails the deployment. -#}
 {%- endfor %}
 {%- if opts.get("test") %}
 {%-   set planned = salt["saltutil.runner"]("hx_deploy.plan", app=args.app, version=args.version) %}
+{%-   if planned.get("result") %}
 hx_deploy_plan:
-  test.configurable_test_state:
-    - changes: {{ planned.get("result", False) | json }}
-    - result: {{ (None if planned.get("result") else False) | json }}
-    - comment: {{ ("would deploy:\n" ~ (planned.get("steps") or []) | join("\n") if planned.get("result") else planned.get("comment")) | json }}
+  test.show_notification:
+    - text: {{ ("would deploy:\n" ~ planned.get("steps", []) | join("\n")) | json }}
+{%-   else %}
+hx_deploy_plan:
+  test.fail_without_changes:
+    - comment: {{ planned.get("comment", "hx_deploy.plan failed") | json }}
+{%-   endif %}
 {%- else %}
 hx_deploy_blue_green:
   salt.runner:

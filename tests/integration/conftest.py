@@ -12,6 +12,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINION_IDS = ("hx-m1", "hx-m2")
+MASTER_ID = "hx-master"
 
 
 def install_conf():
@@ -20,7 +21,11 @@ def install_conf():
 
 
 class PillarTree:
-    """Per-minion pillar written as SLS files, then refreshed on the minions."""
+    """Per-minion pillar written as SLS files, then refreshed on the minions.
+
+    The master's own id has a pillar too: runners such as hx_deploy compile
+    it to read app definitions.
+    """
 
     def __init__(self, root, salt_cli):
         self.root = root
@@ -29,8 +34,9 @@ class PillarTree:
         self._write_top()
 
     def _write_top(self):
-        top = {"base": {mid: [mid.replace("-", "_")] for mid in MINION_IDS}}
-        for mid in MINION_IDS:
+        ids = MINION_IDS + (MASTER_ID,)
+        top = {"base": {mid: [mid.replace("-", "_")] for mid in ids}}
+        for mid in ids:
             path = os.path.join(self.root, mid.replace("-", "_") + ".sls")
             with open(path, "w", encoding="utf-8") as fh:
                 yaml.safe_dump(self.data.get(mid, {}), fh)
@@ -40,8 +46,9 @@ class PillarTree:
     def set(self, mid, data):
         self.data[mid] = data
         self._write_top()
-        ret = self.salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=mid)
-        assert ret.returncode == 0, ret
+        if mid != MASTER_ID:
+            ret = self.salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=mid)
+            assert ret.returncode == 0, ret
 
     def clear(self):
         for mid in list(self.data):
@@ -54,11 +61,18 @@ def pillar_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def master(salt_factories, pillar_root):
+def release_file_root(tmp_path_factory):
+    """A second file root, as an operator would add for release artifacts."""
+    return tmp_path_factory.mktemp("release_files")
+
+
+@pytest.fixture(scope="session")
+def master(salt_factories, pillar_root, release_file_root):
     conf = install_conf()
+    conf["file_roots"] = {"base": conf["file_roots"]["base"] + [str(release_file_root)]}
     conf["pillar_roots"] = {"base": [pillar_root, os.path.join(REPO, "pillar")]}
     conf["log_level_logfile"] = "info"
-    factory = salt_factories.salt_master_daemon("hx-master", overrides=conf)
+    factory = salt_factories.salt_master_daemon(MASTER_ID, overrides=conf)
     with factory.started():
         yield factory
 

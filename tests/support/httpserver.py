@@ -4,6 +4,7 @@ Paths: ``/ok`` 200, ``/error`` 500, ``/slow`` answers 200 after ``slow_s``;
 anything else 404. ``/health`` is ``/ok``. Nagle is off: with keep-alive the
 standard server otherwise stalls on delayed ACKs (DESIGN.md, known traps).
 """
+import functools
 import http.server
 import json
 import socket
@@ -76,3 +77,27 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class StaticServer(Server):
+    """Serves the files of a directory (release artifacts) on 127.0.0.1."""
+
+    def __init__(self, directory, port=0):
+        super().__init__(port=port)
+        self.directory = str(directory)
+
+    def start(self):
+        handler = functools.partial(_QuietStatic, directory=self.directory)
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._httpd.daemon_threads = True
+        self._httpd.hits = []
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+
+class _QuietStatic(http.server.SimpleHTTPRequestHandler):
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass

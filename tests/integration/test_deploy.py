@@ -1,0 +1,326 @@
+"""Blue-green deployments through a real master, two minions, real HAProxy,
+real supervisord running the demo app's slots, and a load generator sending
+steady traffic through HAProxy during every deployment.
+
+Topology: hx-m1 and hx-m2 are app hosts (127.0.0.21 / .22, each with its
+own supervisord running demo-blue and demo-green); hx-m1 is also the load
+balancer (HAProxy started by the test, driven through hx_traffic).
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lab.loadgen import LoadGen
+from tests.integration.conftest import MASTER_ID, REPO
+from tests.support import httpserver
+from tests.support.deps import require_binary
+from tests.support.haproxy import HAProxy
+from tests.support.supervisor import Supervisor
+
+HOSTS = {"hx-m1": "127.0.0.21", "hx-m2": "127.0.0.22"}
+VERSIONS = {"1.0.0": [], "1.1.0": [], "1.2.0": [], "2.0.0-bad": ["--health-fail"], "2.1.0-5xx": ["--error-rate", "0.3"]}
+RATE = 150  # requests/s through HAProxy during deployments
+
+
+class Fleet:
+    def __init__(self, tmp, pillar_tree, salt_cli, salt_run_cli):
+        self.tmp = tmp
+        self.pillar_tree = pillar_tree
+        self.salt_cli = salt_cli
+        self.run = salt_run_cli
+        self.ports = {"blue": httpserver.free_port(), "green": httpserver.free_port()}
+        self.artifacts = tmp / "artifacts"
+        self.static = None
+        self.sups = {}
+        self.hap = None
+
+    def app(self, **deploy):
+        settings = {"bake": 3, "bake_interval": 1, "verify_timeout": 20, "min_requests": 10, "keep_warm": 600}
+        settings.update(deploy)
+        return {
+            "hosts": dict(HOSTS),
+            "lbs": ["hx-m1"],
+            "backend": "demo",
+            "slots": {c: {"port": p, "service": f"demo-{c}"} for c, p in self.ports.items()},
+            "source": self.static.url + "/demo-{version}.tar.gz",
+            "deploy": settings,
+        }
+
+    def minion_pillar(self, mid, traffic=None):
+        addr = HOSTS[mid]
+        data = {
+            "hx": {
+                "apps": {"demo": dict(self.app(), address=addr, root=str(self.tmp / mid / "apps"))},
+                "supervisord": {"conf": self.sups[mid].conf, "bin_env": os.path.dirname(os.path.dirname(sys.executable))},
+                "services": {
+                    f"demo-{c}": {"provider": "supervisord", "health": [f"demo_{c}"], "start_timeout": 8}
+                    for c in self.ports
+                },
+                "health": {
+                    "checks": [
+                        {"name": f"demo_{c}", "kind": "http", "url": f"http://{addr}:{p}/health", "timeout": 1}
+                        for c, p in self.ports.items()
+                    ]
+                },
+            }
+        }
+        if mid == "hx-m1":
+            data["hx"].update(traffic or self.hap.pillar()["hx"])
+        return data
+
+    def set_pillar(self, master_app=None, traffic=None):
+        self.pillar_tree.set(MASTER_ID, {"hx": {"apps": {"demo": master_app or self.app()}}})
+        for mid in HOSTS:
+            self.pillar_tree.set(mid, self.minion_pillar(mid, traffic=traffic if mid == "hx-m1" else None))
+
+    def start(self):
+        for version, flags in VERSIONS.items():
+            subprocess.run(
+                [sys.executable, os.path.join(REPO, "lab", "build_release.py"), version, "--out", str(self.artifacts), *flags],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        self.static = httpserver.StaticServer(self.artifacts).start()
+        for mid, addr in HOSTS.items():
+            root = self.tmp / mid / "apps" / "demo"
+            programs = {
+                f"demo-{c}": {
+                    "command": f"{sys.executable} {root}/{c}/app.py --release-dir {root}/{c} --bind {addr} --port {p}",
+                    "startretries": 0,
+                    "stopwaitsecs": 15,
+                }
+                for c, p in self.ports.items()
+            }
+            sup_dir = self.tmp / mid / "supervisor"
+            sup_dir.mkdir(parents=True)
+            self.sups[mid] = Supervisor(sup_dir, programs).start()
+        servers = {}
+        for mid, addr in HOSTS.items():
+            servers[f"{mid}_blue"] = (addr, self.ports["blue"], 100)
+            servers[f"{mid}_green"] = (addr, self.ports["green"], 0)
+        hap_dir = self.tmp / "haproxy"
+        hap_dir.mkdir()
+        # The formula's reload-safe defaults (salt/hx/haproxy/haproxy.cfg.jinja).
+        self.hap = HAProxy(hap_dir, backends={"demo": servers}, extra_defaults=["option idle-close-on-response"]).start()
+        self.set_pillar()
+        for mid in HOSTS:
+            ret = self.salt_cli.run(
+                "hx_release.install", "app=demo", "version=1.0.0", "slot=blue", minion_tgt=mid, _timeout=120
+            )
+            assert ret.returncode == 0, ret
+        return self
+
+    def stop(self):
+        if self.hap:
+            self.hap.stop()
+        for sup in self.sups.values():
+            sup.stop()
+        if self.static:
+            self.static.stop()
+
+    # -- observations ---------------------------------------------------------
+    def weights(self):
+        ret = self.salt_cli.run("hx_traffic.servers", "demo", minion_tgt="hx-m1")
+        return {s: row["weight"] for s, row in ret.data["demo"].items()}
+
+    def live(self):
+        weights = self.weights()
+        live = {s.split("_")[-1] for s, w in weights.items() if w > 0}
+        assert len(live) == 1, weights
+        return live.pop()
+
+    def deploy(self, version, *args):
+        return self.run.run("hx_deploy.blue_green", "app=demo", f"version={version}", *args, _timeout=240)
+
+    def load(self):
+        return LoadGen(self.hap.url, rate=RATE, threads=4, timeout=5).start()
+
+    def sample_versions(self, count=200):
+        probe = LoadGen(self.hap.url, rate=0, threads=2, count=count, timeout=5).start()
+        deadline = time.monotonic() + 30
+        while probe.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return probe.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, pillar_tree, salt_cli, salt_run_cli, minions):
+    require_binary("haproxy", "haproxy")
+    fl = Fleet(tmp_path_factory.mktemp("fleet"), pillar_tree, salt_cli, salt_run_cli)
+    try:
+        yield fl.start()
+    finally:
+        fl.stop()
+        pillar_tree.clear()
+
+
+def history(fleet):
+    return fleet.run.run("hx_deploy.history", "app=demo").data["deployments"]
+
+
+def test_blue_green_under_load_then_rollback(fleet):
+    before = fleet.live()
+    load = fleet.load()
+    ret = fleet.deploy("1.1.0")
+    result = load.stop()
+    assert ret.returncode == 0, ret.stdout
+    assert ret.data["outcome"] == "succeeded"
+    assert result["failed"] == 0, result
+    assert result["total"] > RATE * 3
+    after = fleet.live()
+    assert after != before
+    assert fleet.sample_versions()["versions"] == {"1.1.0": 200}
+    weights = fleet.weights()
+    assert all(w == 0 for s, w in weights.items() if s.endswith(before)), weights
+    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    assert status["live"] == after
+    assert all(slots[before]["state"] == "running" for slots in status["versions"].values()), "old color not warm"
+
+    load = fleet.load()
+    back = fleet.run.run("hx_deploy.rollback", "app=demo", _timeout=180)
+    result = load.stop()
+    assert back.returncode == 0, back.stdout
+    assert result["failed"] == 0, result
+    assert fleet.live() == before
+    assert fleet.sample_versions()["versions"] == {"1.0.0": 200}
+
+
+def test_version_failing_health_never_gets_traffic(fleet):
+    live = fleet.live()
+    load = fleet.load()
+    ret = fleet.deploy("2.0.0-bad")
+    result = load.stop()
+    assert ret.returncode != 0
+    assert ret.data["outcome"] == "failed"
+    assert "healthy" in ret.data["reason"]
+    assert result["failed"] == 0, result
+    assert "2.0.0-bad" not in result["versions"]
+    assert fleet.live() == live
+    last = history(fleet)[0]
+    assert (last["version"], last["outcome"]) == ("2.0.0-bad", "failed")
+    assert last["reason"]
+
+
+def test_version_with_5xx_is_rolled_back_during_bake(fleet):
+    live = fleet.live()
+    load = fleet.load()
+    ret = fleet.deploy("2.1.0-5xx", "bake=20")
+    result = load.stop()
+    assert ret.returncode != 0
+    assert ret.data["outcome"] == "rolled_back", ret.data
+    assert "error rate" in ret.data["reason"]
+    assert fleet.live() == live
+    assert fleet.sample_versions()["versions"].get("2.1.0-5xx") is None
+    # Detection happens at the first bake sample with enough requests (1 s
+    # interval): failures are bounded by a few seconds of the error share,
+    # far below what the 20 s bake would have let through.
+    assert 0 < result["failed"] <= RATE * 0.3 * 6, result
+    last = history(fleet)[0]
+    assert (last["version"], last["outcome"]) == ("2.1.0-5xx", "rolled_back")
+
+
+def test_haproxy_reload_during_bake_keeps_weights(fleet, event_listener, master):
+    live = fleet.live()
+    since = time.time()
+    load = fleet.load()
+    box = {}
+    other_cli = master.salt_run_cli(timeout=240)
+    worker = threading.Thread(
+        target=lambda: box.update(ret=other_cli.run("hx_deploy.blue_green", "app=demo", "version=1.2.0", "bake=8"))
+    )
+    worker.start()
+    try:
+        events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/bake")], timeout=90, after_time=since)
+        assert events.found_all_events, "the deployment never reached bake"
+        fleet.hap.reload()
+    finally:
+        worker.join(timeout=180)
+        result = load.stop()
+    ret = box["ret"]
+    assert ret.returncode == 0, ret.stdout
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    new = fleet.live()
+    assert new != live, "weights were lost across the reload"
+    assert fleet.sample_versions()["versions"] == {"1.2.0": 200}
+
+
+def test_refusals_leave_traffic_untouched(fleet, minions):
+    weights = fleet.weights()
+    load = fleet.load()
+    try:
+        unknown = fleet.run.run("hx_deploy.blue_green", "app=nosuch", "version=1.0.0")
+        assert unknown.returncode != 0 and "unknown app 'nosuch'" in unknown.stdout
+
+        bad = fleet.deploy("1.0;rm -rf /")
+        assert bad.returncode != 0 and "version" in bad.data["comment"]
+
+        fleet.set_pillar(traffic={"traffic": {"driver": "haproxy", "haproxy": dict(
+            fleet.hap.pillar()["hx"]["traffic"]["haproxy"], socket=str(fleet.tmp / "nowhere.sock"))}})
+        try:
+            unreachable = fleet.deploy("1.1.0")
+        finally:
+            fleet.set_pillar()
+        assert unreachable.returncode != 0
+        assert "nowhere.sock" in unreachable.data["reason"]
+
+        with minions["hx-m2"].stopped():
+            down = fleet.deploy("1.1.0")
+        assert down.returncode != 0
+        assert "hx-m2" in down.data["reason"]
+    finally:
+        result = load.stop()
+    assert result["failed"] == 0, result
+    assert fleet.weights() == weights
+
+
+def test_second_concurrent_deployment_is_refused(fleet, event_listener, master):
+    since = time.time()
+    box = {}
+    # A CLI object runs one command at a time: the background deployment gets its own.
+    other_cli = master.salt_run_cli(timeout=240)
+    worker = threading.Thread(
+        target=lambda: box.update(ret=other_cli.run("hx_deploy.blue_green", "app=demo", "version=1.1.0", "bake=6"))
+    )
+    worker.start()
+    try:
+        events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/deploy")], timeout=60, after_time=since)
+        assert events.found_all_events
+        second = fleet.deploy("1.2.0")
+    finally:
+        worker.join(timeout=180)
+    assert second.returncode != 0
+    assert second.data["outcome"] == "refused"
+    assert "another deployment of demo is running" in second.data["comment"]
+    assert "1.1.0" in second.data["comment"]
+    assert box["ret"].returncode == 0, box["ret"].stdout
+
+
+def test_plan_and_orchestration_dry_run_change_nothing(fleet):
+    weights = fleet.weights()
+    plan = fleet.run.run("hx_deploy.plan", "app=demo", "version=1.2.0")
+    assert plan.returncode == 0, plan.stdout
+    assert "raise" in plan.stdout and "drain" in plan.stdout
+    dry = fleet.run.run(
+        "state.orchestrate", "orch.blue_green", 'pillar={"app": "demo", "version": "1.2.0"}', "test=True"
+    )
+    assert dry.returncode == 0, dry.stdout
+    assert "would deploy" in dry.stdout
+    assert fleet.weights() == weights
+
+
+def test_orchestration_deploys_and_fails_like_the_runner(fleet):
+    live = fleet.live()
+    good = fleet.run.run(
+        "state.orchestrate", "orch.blue_green", 'pillar={"app": "demo", "version": "1.0.0", "bake": 2}', _timeout=240
+    )
+    assert good.returncode == 0, good.stdout
+    assert fleet.live() != live
+    bad = fleet.run.run(
+        "state.orchestrate", "orch.blue_green", 'pillar={"app": "demo", "version": "2.0.0-bad"}', _timeout=240
+    )
+    assert bad.returncode != 0
