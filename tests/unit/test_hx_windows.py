@@ -442,3 +442,16 @@ def test_schedule_when_and_seconds():
 def test_schedule_errors_name_the_key(raw, message):
     with pytest.raises(ValueError, match=message):
         hw.schedule_job(raw)
+
+
+def test_example_pillar_is_valid_and_equals_the_defaults():
+    import os
+
+    import yaml
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "pillar", "hx", "maintenance.sls")
+    with open(path, encoding="utf-8") as fh:
+        maintenance = yaml.safe_load(fh)["hx"]["maintenance"]
+    config = hw.validate(maintenance["windows"], maintenance["blackouts"], maintenance["enforce"])
+    assert hw.describe(config)["windows"] == hw.describe(hw.validate())["windows"]
+    assert hw.schedule_job(maintenance["schedule"]) == hw.schedule_job(None)
