@@ -411,7 +411,8 @@ def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
         }
         for r in runs[: int(limit)]
     ]
-    _say(hx_fleet.render_table(("started", "app", "strategy", "version", "from", "to", "outcome", "duration", "reason"), rows))
+    shown = [dict(r, reason=(r["reason"] or "")[:90]) for r in rows]
+    _say(hx_fleet.render_table(("started", "app", "strategy", "version", "from", "to", "outcome", "duration", "reason"), shown))
     return {"result": True, "deployments": rows, "records": {r["id"]: r for r in runs[: int(limit)]}}
 
 

@@ -26,7 +26,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_TIMEOUT = 60
 DEFAULT_TIMEOUT = 3
 
-_COMMON = ("name", "kind")
+# on_demand: run only when named (e.g. an idle color that is down by design,
+# checked by the deployment and by hx_service when it starts that slot).
+_COMMON = ("name", "kind", "on_demand")
 _ALLOWED = {
     "system": _COMMON + ("thresholds",),
     "http": _COMMON
@@ -216,16 +218,22 @@ def normalize(checks, response_time=None):
         for key in check:
             if key not in _ALLOWED[kind]:
                 ctx.fail(key, f"is not allowed for kind {kind}")
-        entry = {"name": name, "kind": kind}
+        on_demand = check.get("on_demand", False)
+        if not isinstance(on_demand, bool):
+            ctx.fail("on_demand", f"must be true or false, got {on_demand!r}")
+        entry = {"name": name, "kind": kind, "on_demand": on_demand}
         entry.update(_BUILDERS[kind](ctx, check, response_time))
         result.append(entry)
     return result
 
 
 def select(checks, names):
-    """The checks named in ``names`` (config order); ValueError names unknown ones."""
+    """The checks named in ``names`` (config order); ValueError names unknown ones.
+
+    Without names: every check not marked ``on_demand``.
+    """
     if names is None:
-        return list(checks)
+        return [check for check in checks if not check.get("on_demand")]
     known = {check["name"] for check in checks}
     missing = [name for name in names if name not in known]
     if missing:

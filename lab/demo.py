@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -77,32 +78,91 @@ def _json_documents(text):
         yield obj
 
 
+def show_progress(argv):
+    """Run a runner and print only the text it shows while running (its table)."""
+    res = run(argv + ["--out=json"], show=False, check=False)
+    for doc in _json_documents(res.stdout):
+        if isinstance(doc, dict) and doc.get("suffix") == "progress":
+            print(doc["event"]["message"])
+
+
 def _salt_json(argv):
-    res = run(argv + ["--out=json", "--static"], show=False, check=False)
-    try:
-        return json.loads(res.stdout)
-    except ValueError:
+    static = ["--static"] if argv[0] == "lab/salt" else []
+    res = run(argv + ["--out=json"] + static, show=False, check=False)
+    # salt-run prints its progress events before the return: keep the return.
+    docs = [d for d in _json_documents(res.stdout) if not (isinstance(d, dict) and d.get("suffix") == "progress")]
+    if not docs:
         sys.stdout.write(res.stdout + res.stderr)
-        raise SystemExit(f"demo: `{' '.join(argv)}` gave no JSON") from None
+        raise SystemExit(f"demo: `{' '.join(argv)}` gave no JSON")
+    return docs[-1]
 
 
 def step_recover():
-    banner("3. Automatic recovery: SIGKILL the demo app on app1, hx_service.recover brings it back")
-    status = _salt_json(["lab/salt", "app1", "hx_service.status", "demo-blue"])["app1"]["demo-blue"]
+    live, _ = _live_version()
+    service = f"demo-{live}"
+    banner(f"3. Automatic recovery: SIGKILL {service} (the live color) on app1, hx_service.recover brings it back")
+    status = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
     pid = status.get("pid")
     if not pid:
-        raise SystemExit(f"demo: demo-blue is not running on app1: {status}")
-    print(f"demo-blue on app1 runs as pid {pid}; sending SIGKILL")
+        raise SystemExit(f"demo: {service} is not running on app1: {status}")
+    print(f"{service} on app1 runs as pid {pid}; sending SIGKILL")
     os.kill(pid, signal.SIGKILL)
-    ret = _salt_json(["lab/salt", "app1", "hx_service.recover", "demo-blue"])["app1"]
+    ret = _salt_json(["lab/salt", "app1", "hx_service.recover", service])["app1"]
     if not isinstance(ret, dict) or ret.get("outcome") != "recovered":
         raise SystemExit(f"demo: recovery did not succeed: {ret}")
-    after = _salt_json(["lab/salt", "app1", "hx_service.status", "demo-blue"])["app1"]["demo-blue"]
+    after = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
     print(
         f"outcome: {ret['outcome']} after {ret['attempts']} attempt(s); "
         f"time to recover: {ret['time_to_recover_ms']} ms; new pid {after.get('pid')}; "
         f"budget left: {ret['budget']['remaining']} of {ret['budget']['max']} per {ret['budget']['window']} s"
     )
+
+
+def _live_version():
+    status = _salt_json(["lab/salt-run", "hx_deploy.status", "app=demo"])
+    live = status.get("live")
+    versions = {(slots.get(live) or {}).get("running") for slots in (status.get("versions") or {}).values()}
+    return live, versions
+
+
+def _deploy_under_load(version, label):
+    from loadgen import LoadGen  # pylint: disable=import-outside-toplevel
+
+    load = LoadGen(f"http://{lab.FRONTEND}/", rate=100, threads=4, timeout=5).start()
+    started = time.monotonic()
+    res = run(["lab/salt-run", "hx_deploy.blue_green", "app=demo", f"version={version}", "bake=8", "--out=json"],
+              show=False, check=False)
+    took = time.monotonic() - started
+    result = load.stop()
+    ret = next((d for d in _json_documents(res.stdout) if isinstance(d, dict) and "outcome" in d), None)
+    if ret is None:
+        sys.stdout.write(res.stdout + res.stderr)
+        raise SystemExit(f"demo: hx_deploy.blue_green {version} returned nothing")
+    print(
+        f"{label}: {version} -> {ret['outcome']} in {took:.1f}s; "
+        f"requests sent {result['total']}, failed {result['failed']}; "
+        f"versions served {result['versions']}"
+    )
+    if ret.get("reason"):
+        print(f"   reason: {ret['reason'][:300]}")
+    return ret, result
+
+
+def step_blue_green():
+    banner("4. Blue-green: deploy a new version under steady load, then a broken one")
+    live, versions = _live_version()
+    print(f"live color {live}, running {', '.join(sorted(v for v in versions if v))}")
+    good = "1.2.0" if "1.1.0" in versions else "1.1.0"
+    ret, result = _deploy_under_load(good, "good release")
+    if ret["outcome"] != "succeeded" or result["failed"]:
+        raise SystemExit("demo: the good release did not deploy cleanly")
+    ret, result = _deploy_under_load("2.0.0-bad", "release failing /health")
+    if ret["outcome"] != "failed" or result["failed"] or "2.0.0-bad" in result["versions"]:
+        raise SystemExit("demo: the broken release was not stopped before traffic moved")
+    ret, result = _deploy_under_load("2.1.0-5xx", "release answering 30 % 5xx")
+    if ret["outcome"] != "rolled_back":
+        raise SystemExit("demo: the 5xx release was not rolled back during bake")
+    show_progress(["lab/salt-run", "hx_deploy.history", "app=demo", "limit=4"])
 
 
 def step_next():
@@ -113,12 +173,16 @@ def step_next():
         "  lab/salt app1 hx_health.forecast      # when will a disk fill up?\n"
         "  lab/salt-run hx_report.health         # the fleet table again\n"
         "  lab/salt app1 hx_service.discover     # managed services: state, pid, uptime, health\n"
+        "  lab/salt-run hx_deploy.status app=demo                     # live color, weights, versions\n"
+        "  lab/salt-run hx_deploy.plan app=demo version=1.2.0         # what a deployment would do\n"
+        "  lab/salt-run hx_deploy.rollback app=demo                   # back to the previous version\n"
+        "  lab/salt-run state.orchestrate orch.blue_green pillar='{\"app\": \"demo\", \"version\": \"1.1.0\"}'\n"
         "  make lab-status                       # what runs where (also .lab/lab.json)\n"
         "  make lab-down                         # stop everything and remove .lab/\n"
     )
 
 
-STEPS = [step_lab, step_health, step_recover, step_next]
+STEPS = [step_lab, step_health, step_recover, step_blue_green, step_next]
 
 
 def main():

@@ -115,8 +115,14 @@ def _app_pillar(mid, ports):
             "provider": "supervisord",
             "health": [f"demo_{color}"],
             "stop_timeout": 10,
+            # A release that never turns healthy fails its install in 15 s.
+            "start_timeout": 15,
         }
-        checks.append({"name": f"demo_{color}", "kind": "http", "url": f"http://{addr}:{port}/health", "timeout": 2})
+        # Either color is idle (stopped) half the time: checked by name only.
+        checks.append(
+            {"name": f"demo_{color}", "kind": "http", "url": f"http://{addr}:{port}/health", "timeout": 2,
+             "on_demand": True}
+        )
     return {
         "hx": {
             "supervisord": _supervisor_pillar(mid),
@@ -147,7 +153,7 @@ def _lb_pillar(mid, ports):
             },
             "health": {
                 "checks": _common_checks(ports)
-                + [{"name": "frontend", "kind": "tcp", "host": LB_ADDR, "port": int(FRONTEND.rsplit(":", 1)[1])}]
+                + [{"name": "demo_frontend", "kind": "http", "url": f"http://{FRONTEND}/health", "timeout": 2}]
             },
         }
     }

@@ -32,6 +32,7 @@ def test_good_config_normalises_with_defaults():
     assert checks[3] == {
         "name": "sshd",
         "kind": "process",
+        "on_demand": False,
         "process_name": None,
         "pattern": "sshd",
         "min_count": 1,
@@ -207,3 +208,16 @@ def test_http_never_ok_unless_expected_status_and_fast(latency, code):
         assert code == 200 and latency < 2000
     if code >= 500:
         assert result["error"] == "http_5xx"
+
+
+def test_on_demand_checks_run_only_when_named():
+    checks = hx_checks.normalize(
+        [{"name": "live", "kind": "tcp", "host": "h", "port": 1}, {"name": "idle", "kind": "tcp", "host": "h", "port": 2, "on_demand": True}]
+    )
+    assert [c["name"] for c in hx_checks.select(checks, None)] == ["live"]
+    assert [c["name"] for c in hx_checks.select(checks, ["idle"])] == ["idle"]
+
+
+def test_on_demand_must_be_boolean():
+    with pytest.raises(ValueError, match=r"\(idle\): key 'on_demand'"):
+        hx_checks.normalize([{"name": "idle", "kind": "tcp", "host": "h", "port": 2, "on_demand": "yes"}])
