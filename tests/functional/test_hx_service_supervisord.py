@@ -27,9 +27,7 @@ APP = os.path.join(REPO, "lab", "demoapp", "app.py")
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 SUPERVISORD = os.path.join(VENV, "bin", "supervisord")
 SUPERVISORCTL = os.path.join(VENV, "bin", "supervisorctl")
-HAS_HEALTH = os.path.exists(os.path.join(REPO, "_modules", "hx_health.py"))
 
-pytestmark = pytest.mark.skipif(not os.path.exists(SUPERVISORD), reason="supervisord not in this venv")
 
 
 def wait_for(cond, timeout, what, interval=0.05):
@@ -135,9 +133,6 @@ def services_pillar(sv, **overrides):
         "crashy": {"budget": {"max": 2, "window": 900}, "start_timeout": 5},
         "stubborn": {"stop_timeout": 1.5},
     }
-    if not HAS_HEALTH:
-        for svc in svcs.values():
-            svc.pop("health", None)
     svcs.update(overrides)
     checks = [
         {"name": f"{name}-http", "kind": "http", "url": f"http://127.0.0.1:{ports[name]}/health", "timeout": 2}
@@ -219,8 +214,7 @@ def sv_state(sv, prog):
 def test_hx_service_module_loads(minion):
     m = minion()
     assert "hx_service.recover" in m.mods, m.mods.missing_fun_string("hx_service.recover")
-    if HAS_HEALTH:
-        assert "hx_health.check" in m.mods
+    assert "hx_health.check" in m.mods
 
 
 def test_kill9_then_recover_brings_it_back_healthy(minion, supervisor):
@@ -255,8 +249,6 @@ def test_kill9_then_recover_brings_it_back_healthy(minion, supervisor):
 
 
 def test_restart_that_does_not_fix_health_ends_quarantined(minion, supervisor):
-    if not HAS_HEALTH:
-        pytest.skip("needs hx_health for an app-level health failure")
     port = supervisor["ports"]["demo-blue"]
     pillar = services_pillar(supervisor, **{"demo-blue": {
         "health": ["demo-blue-http"], "stop_timeout": 5, "start_timeout": 3,
@@ -283,7 +275,7 @@ def test_restart_that_does_not_fix_health_ends_quarantined(minion, supervisor):
 
 def test_flapping_service_is_quarantined(minion, supervisor):
     pillar = services_pillar(supervisor, **{"demo-blue": {
-        "health": ["demo-blue-http"] if HAS_HEALTH else [],
+        "health": ["demo-blue-http"],
         "budget": {"max": 10, "window": 900}, "flap": {"count": 2, "window": 60}}})
     m = minion(pillar)
     m.start("demo-blue")
@@ -410,8 +402,6 @@ def test_malformed_pillar_is_an_error_and_nothing_is_touched(minion, supervisor,
 
 
 def test_unknown_health_check_name_is_an_error_before_starting(minion, supervisor):
-    if not HAS_HEALTH:
-        pytest.skip("hx_health not present")
     m = minion(services_pillar(supervisor, **{"svc-db": {"health": ["no-such-check"]}}))
     before = sv_states(supervisor, PROGRAMS)
     with pytest.raises(SaltInvocationError, match="hx:services:svc-db:health"):

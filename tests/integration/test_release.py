@@ -151,11 +151,8 @@ def test_errors_reach_the_cli_and_change_nothing(salt_cli, app, root, ports):
     assert bad.returncode != 0 and "unknown app 'nope'" in bad.stdout, bad
 
 
-def test_install_from_salt_source(request, salt_cli, pillar, supervisor, root, ports):
-    try:
-        file_root = request.getfixturevalue("release_file_root")
-    except pytest.FixtureLookupError:
-        pytest.skip("no release_file_root fixture: the test master serves only salt/ (see docs/reference/hx_release.md)")
+def test_install_from_salt_source(release_file_root, salt_cli, pillar, supervisor, root, ports):
+    file_root = release_file_root
     dest = os.path.join(str(file_root), "hx", "releases", "demo")
     _, digest = build_release.build("1.5.0", dest)
     pillar.set("hx-m1", release_pillar(supervisor, root, ports, "salt://hx/releases/{app}/{app}-{version}.tar.gz"))
