@@ -130,7 +130,10 @@ def test_schedule_pillar_error_fails_the_render_naming_the_key(salt_cli, pillar)
 
 def test_beacon_fires_window_close_then_open(salt_cli, pillar, event_listener, master, minions):
     state_file = os.path.join(minions["hx-m1"].config["cachedir"], "hx", "maint_beacon.json")
-    beacons = {"hx_maint": [{"interval": 1}]}
+    # No interval: the beacon runs every second. (Salt counts `interval` in
+    # loop_interval units while the beacon callback ticks every second, and
+    # salt-factories sets loop_interval 0.05: interval 1 would mean 20 s here.)
+    beacons = {"hx_maint": [{}]}
 
     def seen(open_):
         try:
