@@ -1,0 +1,320 @@
+"""Remediation policy: event trust, what a check means, which action, budgets.
+
+Pure functions; ``now`` comes from the caller. Used by ``_runners/hx_remediate``
+(master) and, for the signed message, by ``_beacons/hx_health`` (minion).
+"""
+import base64
+import copy
+import json
+import math
+import re
+
+# Where each setting may come from (see docs/reference/hx_remediate.md):
+# built-in defaults <- master opts ``hx_remediation`` <- the hx-ops config file
+# <- the affected minion's pillar ``hx:remediation`` (compiled on the master).
+DEFAULTS = {
+    "enabled": True,
+    "require_signature": True,
+    "unsigned_sources": ["service"],
+    "max_event_age": 300,
+    "min_status": "critical",
+    "actions": {
+        "service_down": {"action": "recover"},
+        "endpoint_failure": {"action": "recover"},
+        "process_down": {"action": "notify"},
+        "disk": {"action": "state", "sls": "hx.cleanup.disk"},
+        "disk_forecast": {"action": "notify"},
+        "cpu": {"action": "notify"},
+        "memory": {"action": "notify"},
+        "load": {"action": "notify"},
+        "config_error": {"action": "notify"},
+        "unknown": {"action": "notify"},
+    },
+    "budget": {"minion": {"max": 5, "window": 3600}, "role": {"max_pct": 50}},
+    # Which open maintenance windows (hx_maint.window_open on the minion) hold
+    # remediation back: "configured" = only windows declared in the minion's
+    # hx:maintenance:windows (hx_maint's built-in 02:00-06:00 default does not
+    # count), "any" = also that default, "never".
+    "maintenance": "configured",
+    "stale_ttl": 30,
+    "recheck_timeout": 15,
+    "action_timeout": 180,
+}
+ACTIONS = ("recover", "state", "notify")
+# Security settings are the master's alone: a pillar override is refused.
+MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age")
+STATUS_ORDER = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3, "config_error": 1}
+SOURCES = ("hx_health", "service")
+SLS_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+class Rejected(Exception):
+    """An event that must not lead to any action (the message says why)."""
+
+
+# -- configuration ------------------------------------------------------------
+
+
+def deep_merge(base, override):
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _number(value, where, minimum=0.0, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{where} must be an integer, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def policy(*layers, pillar=None):
+    """Effective policy from ``layers`` (master side) and a minion's pillar.
+
+    ValueError names the bad key (``hx_remediation:...`` or
+    ``hx:remediation:...``). ``enabled`` can only be switched off by pillar.
+    """
+    merged = copy.deepcopy(DEFAULTS)
+    for layer in layers:
+        if layer is not None and not isinstance(layer, dict):
+            raise ValueError("hx_remediation must be a mapping")
+        merged = deep_merge(merged, layer)
+    master_enabled = merged.get("enabled")
+    if pillar is not None:
+        if not isinstance(pillar, dict):
+            raise ValueError("hx:remediation must be a mapping")
+        for key in MASTER_ONLY:
+            if key in pillar:
+                raise ValueError(f"hx:remediation:{key}: only the master's configuration may set this")
+        merged = deep_merge(merged, pillar)
+        if master_enabled is False:
+            merged["enabled"] = False
+    return validate(merged)
+
+
+def validate(p):
+    unknown = sorted(set(p) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"hx_remediation:{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
+    for key in ("enabled", "require_signature"):
+        if not isinstance(p[key], bool):
+            raise ValueError(f"hx_remediation:{key} must be true or false")
+    if not isinstance(p["unsigned_sources"], list) or any(s not in SOURCES for s in p["unsigned_sources"]):
+        raise ValueError(f"hx_remediation:unsigned_sources must be a list of {', '.join(SOURCES)}")
+    if p["maintenance"] not in ("configured", "any", "never"):
+        raise ValueError("hx_remediation:maintenance must be configured, any or never")
+    if p["min_status"] not in ("warning", "critical"):
+        raise ValueError("hx_remediation:min_status must be warning or critical")
+    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout"):
+        p[key] = _number(p[key], f"hx_remediation:{key}", minimum=1)
+    if not isinstance(p["actions"], dict):
+        raise ValueError("hx_remediation:actions must be a mapping of incident type to action")
+    for itype, spec in p["actions"].items():
+        where = f"hx_remediation:actions:{itype}"
+        if isinstance(spec, str):
+            spec = p["actions"][itype] = {"action": spec}
+        if not isinstance(spec, dict) or spec.get("action") not in ACTIONS:
+            raise ValueError(f"{where}: action must be one of {', '.join(ACTIONS)}")
+        extra = sorted(set(spec) - {"action", "sls"})
+        if extra:
+            raise ValueError(f"{where}: unknown key {extra[0]!r}")
+        if spec["action"] == "state":
+            if not isinstance(spec.get("sls"), str) or not SLS_RE.match(spec["sls"]):
+                raise ValueError(f"{where}: sls must name an SLS like hx.cleanup.disk")
+    budget = p["budget"]
+    if not isinstance(budget, dict) or set(budget) - {"minion", "role"}:
+        raise ValueError("hx_remediation:budget must be a mapping with minion and role")
+    minion = budget.get("minion") or {}
+    if set(minion) - {"max", "window"}:
+        raise ValueError("hx_remediation:budget:minion: only max and window are allowed")
+    minion["max"] = _number(minion.get("max", 5), "hx_remediation:budget:minion:max", 1, integer=True)
+    minion["window"] = _number(minion.get("window", 3600), "hx_remediation:budget:minion:window", 1)
+    role = budget.get("role") or {}
+    if set(role) - {"max_pct"}:
+        raise ValueError("hx_remediation:budget:role: only max_pct is allowed")
+    role["max_pct"] = _number(role.get("max_pct", 50), "hx_remediation:budget:role:max_pct", 1)
+    if role["max_pct"] > 100:
+        raise ValueError("hx_remediation:budget:role:max_pct must be <= 100")
+    budget["minion"], budget["role"] = minion, role
+    return p
+
+
+def action_for(p, incident_type):
+    spec = p["actions"].get(incident_type) or p["actions"].get("unknown") or {"action": "notify"}
+    return dict(spec)
+
+
+# -- events -----------------------------------------------------------------
+
+TAG_RE = re.compile(r"^salt/beacon/(?P<minion>[^/]+)/(?P<source>[^/]+)/(?P<name>.*)$")
+
+
+def parse_event(tag, data):
+    """Who sent what. Raises :class:`Rejected` when the event cannot be trusted.
+
+    Two shapes reach the master under a ``salt/beacon/`` tag:
+
+    * a beacon event (the minion's ``events`` list): the master fires the
+      minion's dict as is, so ``data["id"]`` is whatever the minion wrote;
+    * ``event.send``/``fire_master`` from a minion: the master fires the whole
+      request load, whose ``id`` the request server verified against the
+      minion's key, and the sender's payload is ``data["data"]``.
+
+    In both, the minion named in the tag must be the sender.
+    """
+    if not isinstance(tag, str):
+        raise Rejected("tag is not a string")
+    m = TAG_RE.match(tag)
+    if not m:
+        raise Rejected(f"tag {tag!r} is not salt/beacon/<minion>/<source>/<name>")
+    if not isinstance(data, dict):
+        raise Rejected("event data is not a mapping")
+    if data.get("cmd") == "_minion_event" and isinstance(data.get("data"), dict):
+        form, sender, payload = "send", data.get("id"), data["data"]
+    else:
+        form, sender, payload = "beacon", data.get("id"), data
+    if not isinstance(sender, str) or sender != m["minion"]:
+        raise Rejected(f"sender {sender!r} is not the minion named in the tag ({m['minion']!r})")
+    if m["source"] not in SOURCES:
+        raise Rejected(f"beacon source {m['source']!r} is not handled (known: {', '.join(SOURCES)})")
+    return {"minion": m["minion"], "source": m["source"], "name": m["name"], "form": form, "payload": payload}
+
+
+def signed_message(minion, source, name, payload):
+    """The exact bytes the beacon signs: what the tag says plus the data.
+
+    Left out: ``id`` and ``tag`` (the beacon framework adds/removes them),
+    ``sig`` itself, and ``_``-keys (the event bus stamps ``_stamp``).
+    """
+    body = {k: v for k, v in payload.items() if k not in ("id", "sig", "tag") and not str(k).startswith("_")}
+    return json.dumps(
+        {"minion": minion, "source": source, "name": name, "data": body},
+        sort_keys=True, separators=(",", ":"), default=str,
+    ).encode()
+
+
+def encode_sig(raw):
+    return base64.b64encode(raw).decode()
+
+
+def decode_sig(text):
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (ValueError, AttributeError) as exc:
+        raise Rejected("signature is not base64") from exc
+
+
+def freshness(payload, now, max_age):
+    """Reject events from the future (> 60 s skew) or older than ``max_age`` (replays)."""
+    ts = payload.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise Rejected("signed event has no timestamp")
+    if ts > now + 60:
+        raise Rejected(f"event timestamp is {ts - now:.0f} s in the future")
+    if now - ts > max_age:
+        raise Rejected(f"event is {now - ts:.0f} s old (max_event_age {max_age:g} s)")
+
+
+# -- what a check means -------------------------------------------------------
+
+SYSTEM_METRICS = ("cpu", "memory", "load")
+
+
+def check_facts(name, kind=None, services=None):
+    """Incident type, resource and owning service of a check.
+
+    ``services``: the minion's ``hx:services`` (from its pillar, compiled on
+    the master). A check listed in a service's ``health`` belongs to it.
+    Returns ``{"check", "type", "resource", "service"}``; ``type`` is
+    ``service`` for a service's check (the caller tells down from endpoint
+    failure by the process state).
+    """
+    if name.startswith("forecast/"):
+        return {"check": name, "type": "disk_forecast", "resource": name[len("forecast"):] or "/", "service": None}
+    if name == "config/error":
+        return {"check": name, "type": "config_error", "resource": None, "service": None}
+    if ":" in name:
+        _, metric = name.split(":", 1)
+        if metric in SYSTEM_METRICS:
+            return {"check": name, "type": metric, "resource": metric, "service": None}
+        if metric.startswith("disk:"):
+            return {"check": name, "type": "disk", "resource": metric[len("disk:"):], "service": None}
+        return {"check": name, "type": "unknown", "resource": metric, "service": None}
+    for svc, spec in sorted((services or {}).items()):
+        health = (spec or {}).get("health") or []
+        if isinstance(health, str):
+            health = [h.strip() for h in health.split(",")]
+        if name in health:
+            return {"check": name, "type": "service", "resource": svc, "service": svc}
+    kind_type = {"http": "endpoint_failure", "tcp": "endpoint_failure", "process": "process_down"}
+    return {"check": name, "type": kind_type.get(kind, "unknown"), "resource": None, "service": None}
+
+
+def service_for(services, name):
+    """The hx:services entry a built-in ``service`` beacon name refers to (name, unit or program)."""
+    for svc, spec in sorted((services or {}).items()):
+        spec = spec or {}
+        if name in (svc, spec.get("unit"), spec.get("program")):
+            return svc
+    return None
+
+
+def reaches(status, min_status):
+    return STATUS_ORDER.get(status, 0) >= STATUS_ORDER[min_status]
+
+
+# -- budgets ------------------------------------------------------------------
+
+
+def in_window(stamps, now, window):
+    """Stamps counting now: ``now - window < ts <= now`` (as hx_budget)."""
+    return [ts for ts in stamps if now - window < ts <= now]
+
+
+def minion_budget(stamps, now, limits):
+    used = len(in_window(stamps, now, limits["window"]))
+    return {"allowed": used < limits["max"], "used": used, "max": limits["max"], "window": limits["window"]}
+
+
+def role_slots(role_size, max_pct):
+    """How many of a role's minions may be remediated at once (always at least one)."""
+    return max(1, math.floor(role_size * max_pct / 100.0 + 1e-9))
+
+
+def role_budget(active, role_size, max_pct):
+    slots = role_slots(role_size, max_pct)
+    return {"allowed": active < slots, "active": active, "slots": slots, "size": role_size}
+
+
+def maintenance_holds(mode, window_status, configured_windows):
+    """Does an ``hx_maint.window_open`` answer hold remediation back under ``mode``?"""
+    if mode == "never" or not isinstance(window_status, dict) or not window_status.get("open"):
+        return False
+    if window_status.get("enforce") is False or window_status.get("emergency"):
+        return False  # "always open" because not enforced is not a maintenance window
+    return mode == "any" or bool(configured_windows)
+
+
+def deploy_app_for(service, locks, apps=None):
+    """The app with a deploy lock that ``service`` belongs to, or None.
+
+    A service belongs to an app when ``hx:apps:<app>:slots:<color>:service``
+    names it, or (without such a declaration) when it is ``<app>`` or
+    ``<app>-<something>`` (the slot default ``<app>-<color>``).
+    """
+    if not service:
+        return None
+    for app in sorted(locks):
+        slots = ((apps or {}).get(app) or {}).get("slots")
+        if isinstance(slots, dict):
+            names = {(s or {}).get("service", f"{app}-{color}") for color, s in slots.items() if isinstance(s, dict) or s is None}
+            if service in names:
+                return app
+        if service == app or service.startswith(app + "-"):
+            return app
+    return None
