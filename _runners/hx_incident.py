@@ -1,0 +1,209 @@
+"""Incidents opened by ``hx_remediate``: list, show, acknowledge, resolve, escalate, report.
+
+Records live in ``salt.cache`` (bank ``hx/incidents``): localfs by default,
+redis (or any driver) when the master's ``cache`` says so.
+Reference: docs/reference/hx_incident.md; runbook: docs/operations/incidents.md.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-run hx_incident.list status=active
+    salt-run hx_incident.ack INC-1732900000-web1 by=alice
+"""
+import logging
+import os
+import time
+
+import hx_audit
+import hx_fleet
+import hx_incidents
+import hx_runner
+
+try:
+    import requests  # noqa: F401  (hx_incidents.make_desk posts with it)
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover
+    HAS_REQUESTS = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "hx_incident"
+
+LIST_COLUMNS = ("id", "priority", "status", "level", "minion", "check", "repeats", "opened", "summary")
+
+
+def __virtual__():
+    if not HAS_REQUESTS:
+        return False, "hx_incident: the requests library is required for notifications"
+    return __virtualname__
+
+
+def _desk_or_error():
+    try:
+        return hx_incidents.make_desk(__opts__), None
+    except ValueError as exc:
+        return None, hx_runner.finish(__context__, {"result": False, "comment": f"bad configuration: {exc}"})
+
+
+def _who(by):
+    return by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+
+
+def list_(status=None, severity=None, minion=None, since=None):
+    """
+    Incidents, most urgent first, with a table printed to salt-run.
+
+    status
+        open, remediating, escalated, acknowledged, resolved, or ``active``
+        (all but resolved); comma list allowed.
+    severity
+        critical/high/medium/low or P1..P4; comma list allowed.
+    minion
+        Only this minion's incidents.
+    since
+        Epoch seconds, or a duration like ``3600`` s back is ``since=-3600``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.list status=active severity=P1
+        salt-run hx_incident.list minion=web1 since=-86400
+    """
+    d, err = _desk_or_error()
+    if err:
+        return err
+    if since is not None:
+        since = float(since)
+        if since < 0:
+            since = time.time() + since
+    found = [i for i in d.store.all() if hx_incidents.matches(i, status, severity, minion, since)]
+    found = hx_incidents.sort_by_priority(found)
+    rows = [
+        dict(i, opened=hx_incidents._iso(i["opened_at"]), level=f"L{i['level']}" if i["level"] else "-")  # pylint: disable=protected-access
+        for i in found
+    ]
+    hx_runner.progress(globals(), hx_fleet.render_table(LIST_COLUMNS, rows) if rows else "no incidents", log)
+    return {
+        "result": True,
+        "counts": hx_incidents.counts(d.store.all()),
+        "incidents": [{k: i.get(k) for k in ("id", "priority", "severity", "status", "level", "minion", "check",
+                                            "resource", "type", "repeats", "opened_at", "resolved_at", "summary")}
+                      for i in found],
+    }
+
+
+# salt-run hx_incident.list (``list`` shadows a builtin inside the module)
+__func_alias__ = {"list_": "list"}
+
+
+def show(incident):
+    """
+    One incident with its whole timeline.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.show INC-1732900000-web1
+    """
+    d, err = _desk_or_error()
+    if err:
+        return err
+    inc = d.store.get(incident)
+    if not inc:
+        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
+    return {"result": True, "incident": inc, **hx_incidents.durations(inc)}
+
+
+def ack(incident, by=None, note=None):
+    """
+    Acknowledge an incident: stops its escalation; PagerDuty gets ``acknowledge``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.ack INC-1732900000-web1 by=alice note='looking at it'
+    """
+    return _change(incident, "acknowledge", _who(by), note)
+
+
+def resolve(incident, by=None, note=None):
+    """
+    Resolve an incident by hand (a person fixed it); channels that were told get ``resolve``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.resolve INC-1732900000-web1 by=alice note='disk replaced'
+    """
+    return _change(incident, "resolve", _who(by), note)
+
+
+def _change(incident, what, by, note):
+    d, err = _desk_or_error()
+    if err:
+        return err
+    if not d.store.get(incident):
+        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
+    try:
+        inc = getattr(d, "acknowledge" if what == "acknowledge" else "resolve")(incident, by, note)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
+    return {"result": True, "comment": f"{incident} {inc['status']} by {by}", "incident": inc}
+
+
+def escalate_due():
+    """
+    Escalate every escalated incident nobody acknowledged within its
+    ``escalation_timeout`` to the next level (L1 -> L2 -> L3) and notify that
+    level. Run it from the master's schedule (docs/reference/hx_incident.md);
+    ``hx_remediate.handle`` also runs it on every event.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.escalate_due
+    """
+    d, err = _desk_or_error()
+    if err:
+        return err
+    done = d.escalate_due()
+    for item in done:
+        hx_runner.progress(globals(), f"{item['id']} escalated to {item['level']}", log)
+    return {"result": True, "escalated": done}
+
+
+def report(incident, path=None):
+    """
+    Write the blameless post-incident report (Markdown) of an incident to
+    ``<reports_dir>/<id>.md`` (default ``<cachedir>/hx/reports``) and return
+    its path and text.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_incident.report INC-1732900000-web1
+    """
+    d, err = _desk_or_error()
+    if err:
+        return err
+    inc = d.store.get(incident)
+    if not inc:
+        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
+    text = hx_incidents.render_report(inc, time.time())
+    target = path or os.path.join(d.cfg["reports_dir"] or os.path.join(__opts__["cachedir"], "hx", "reports"),
+                                  f"{incident}.md")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = target + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    hx_audit.write(__opts__, _who(None), "incident.report", inc["minion"], "written", incident=incident, path=target)
+    return {"result": True, "path": target, "text": text}

@@ -1,0 +1,570 @@
+"""Event-driven remediation: one reactor call per beacon event, decided on the master.
+
+``handle(tag, data)`` trusts nothing in the event but what it can verify: the
+minion named in the tag must have signed it (``hx_health`` beacon) or be an
+allowed unsigned source (the built-in ``service`` beacon); the condition is
+re-checked on that minion before anything happens; the action comes from the
+master's policy, never from the event. Reference: docs/reference/hx_remediate.md.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-run hx_remediate.status
+    salt-run hx_remediate.disable reason='storage migration'
+"""
+import copy
+import logging
+import os
+import threading
+import time
+
+import salt.cache
+import salt.crypt
+import salt.pillar
+import salt.utils.event
+import salt.utils.minions
+
+import hx_audit
+import hx_fleet
+import hx_incidents
+import hx_remediation
+import hx_runner
+from hx_remediation import Rejected
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "hx_remediate"
+
+SWITCH_BANK = "hx/remediate"
+STALE_BANK = "hx/remediate/stale"
+BUDGET_BANK = "hx/remediate/budget"
+ACTIVE_BANK = "hx/remediate/active"
+DEPLOY_LOCKS = "hx/deploy/locks"
+ESCALATE_EVERY = 5.0  # s between escalate_due sweeps triggered by events
+_SWEEP = {"at": 0.0}
+_SWEEP_LOCK = threading.Lock()
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# -- plumbing -------------------------------------------------------------------
+
+
+def _cache():
+    return salt.cache.factory(__opts__)
+
+
+def _fire(minion, what, data):
+    tag = f"hx/remediate/{minion}/{what}"
+    try:
+        with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
+            event.fire_event(dict(data, minion=minion), tag)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("hx_remediate: cannot fire %s: %s", tag, exc)
+
+
+def _audit(what, target, result, **details):
+    return hx_audit.write(__opts__, "hx_remediate", what, target, result, **details)
+
+
+def _call(minion, fun, arg=(), kwarg=None, timeout=15):
+    """``(ret, error)`` of one function on one minion; error when it failed or stayed silent."""
+    out = hx_fleet.call(__opts__, minion, fun, arg=arg, kwarg=kwarg, tgt_type="list", timeout=timeout)
+    if minion not in out["returns"]:
+        return None, f"{minion} did not answer {fun} within {timeout:g} s"
+    ret = out["returns"][minion]
+    if isinstance(ret["ret"], str) and ret["retcode"]:
+        return ret["ret"], f"{fun} failed on {minion}: {ret['ret'][:300]}"
+    return ret["ret"], None
+
+
+def _pillar(minion):
+    """The minion's pillar, compiled here from the master's pillar tree (not what the minion says)."""
+    _, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
+    pil = salt.pillar.get_pillar(
+        __opts__, grains or {"id": minion}, minion,
+        saltenv=__opts__.get("saltenv"), pillarenv=__opts__.get("pillarenv"),
+    ).compile_pillar()
+    errors = pil.get("_errors") if isinstance(pil, dict) else None
+    if errors:
+        raise ValueError(f"pillar of {minion} does not compile: {errors}")
+    return pil or {}
+
+
+def _hx(pil, key, default=None):
+    value = (pil.get("hx") or {}).get(key) if isinstance(pil.get("hx"), dict) else None
+    return default if value is None else value
+
+
+def _verify_signature(ev, now, pol):
+    payload = ev["payload"]
+    sig = payload.get("sig")
+    if sig is None:
+        if pol["require_signature"] and ev["source"] not in pol["unsigned_sources"]:
+            raise Rejected(f"unsigned {ev['source']} event (require_signature is on)")
+        return False
+    pub = os.path.join(__opts__["pki_dir"], "minions", ev["minion"])
+    if not os.path.isfile(pub):
+        raise Rejected(f"no accepted key for minion {ev['minion']!r}")
+    msg = hx_remediation.signed_message(ev["minion"], ev["source"], ev["name"], payload)
+    try:
+        ok = salt.crypt.verify_signature(pub, msg, hx_remediation.decode_sig(sig), algorithm=salt.crypt.PKCS1v15_SHA224)
+    except Rejected:
+        raise
+    except Exception:  # pylint: disable=broad-except
+        ok = False
+    if not ok:
+        raise Rejected(f"signature does not verify with {ev['minion']}'s key")
+    hx_remediation.freshness(payload, now, pol["max_event_age"])
+    return True
+
+
+# -- re-check -------------------------------------------------------------------
+
+
+def _recheck(minion, facts, pil, timeout):
+    """``{"status", "kind", "message", "raw"}`` measured now on the minion, or status None (no answer)."""
+    check = facts["check"]
+    if facts["source"] == "service":
+        ret, err = _call(minion, "hx_service.status", [facts["service"]], timeout=timeout)
+        if err:
+            return {"status": None, "message": err}
+        state = ((ret or {}).get(facts["service"]) or {}).get("state")
+        return {"status": "ok" if state == "running" else "critical", "message": f"process is {state}", "kind": "service",
+                "proc_state": state}
+    if facts["type"] == "disk_forecast":
+        horizon = facts.get("horizon") or 24
+        ret, err = _call(minion, "hx_health.forecast", kwarg={"horizon_hours": horizon}, timeout=timeout)
+        if err:
+            return {"status": None, "message": err}
+        mount = ((ret or {}).get("mounts") or {}).get(facts["resource"]) or {}
+        bad = mount.get("status") in ("warning", "critical")
+        return {"status": "warning" if bad else "ok", "message": mount.get("reason"), "kind": "forecast"}
+    if facts["type"] == "config_error":
+        ret, err = _call(minion, "hx_health.checks", timeout=timeout)
+        if err and ret is None:
+            return {"status": None, "message": err}
+        return {"status": "config_error" if err else "ok", "message": err or "configuration valid", "kind": "config"}
+    ret, err = _call(minion, "hx_health.check", kwarg={"names": check.split(":", 1)[0]}, timeout=timeout)
+    if err:
+        # A check name the minion does not know any more is not something to fix.
+        return {"status": "ok" if ret and "unknown" in str(ret).lower() else None, "message": err}
+    res = ((ret or {}).get("checks") or {}).get(check)
+    if res is None:
+        return {"status": "ok", "message": f"check {check} no longer reported"}
+    return {"status": res.get("status"), "message": res.get("message"), "kind": res.get("kind"), "value": res.get("value")}
+
+
+# -- guards (suppression, budgets) ------------------------------------------------
+
+
+def _switch():
+    return _cache().fetch(SWITCH_BANK, "switch") or {}
+
+
+def _suppression(minion, facts, pil, pol):
+    """``(reason, detail, escalate)`` when remediation must not run now, else None."""
+    sw = _switch()
+    if not pol["enabled"]:
+        return "disabled", "remediation disabled by configuration (hx_remediation:enabled)", True
+    if sw.get("enabled") is False:
+        return "disabled", f"remediation disabled by {sw.get('by')}: {sw.get('reason')}", True
+    if pol["maintenance"] != "never":
+        ret, err = _call(minion, "hx_maint.window_open", timeout=pol["recheck_timeout"])
+        configured = (_hx(pil, "maintenance", {}) or {}).get("windows") if isinstance(_hx(pil, "maintenance", {}), dict) else None
+        if not err and hx_remediation.maintenance_holds(pol["maintenance"], ret, configured):
+            return "maintenance", f"maintenance window {ret.get('window')} open on {minion} ({ret.get('reason')})", False
+        if err and ret is not None and "is not available" not in str(ret):
+            # hx_maint missing on the minion = no window; any other failure is worth a line
+            log.warning("hx_remediate: hx_maint.window_open on %s: %s", minion, err)
+    locks = [k for k in (_cache().list(DEPLOY_LOCKS) or []) if not k.startswith(".") and not k.startswith("tmp")]
+    app = hx_remediation.deploy_app_for(facts.get("service"), locks, _hx(pil, "apps", {}))
+    if app:
+        lock = _cache().fetch(DEPLOY_LOCKS, app) or {}
+        return "deploy", f"deployment of {app} in progress ({lock.get('run') or lock.get('by') or 'locked'})", False
+    return None
+
+
+def _claim_budget(minion, role, pol, now, incident):
+    """Check and spend the per-minion and per-role budgets atomically (master lock)."""
+    cache = _cache()
+    with hx_audit.lock(__opts__, "remediate-budget"):
+        stamps = (cache.fetch(BUDGET_BANK, minion) or {}).get("stamps", [])
+        mb = hx_remediation.minion_budget(stamps, now, pol["budget"]["minion"])
+        if not mb["allowed"]:
+            return False, f"minion budget spent: {mb['used']}/{mb['max']} remediations in {mb['window']:g} s"
+        if role:
+            size = len(salt.utils.minions.CkMinions(__opts__).check_minions(f"hx:role:{role}", "pillar").get("minions", []))
+            active = 0
+            for other in cache.list(ACTIVE_BANK) or []:
+                rec = cache.fetch(ACTIVE_BANK, other) or {}
+                # a marker older than two action timeouts is from a crashed run
+                if rec.get("role") == role and other != minion and now - rec.get("since", 0) < 2 * pol["action_timeout"]:
+                    active += 1
+            rb = hx_remediation.role_budget(active, max(size, active + 1), pol["budget"]["role"]["max_pct"])
+            if not rb["allowed"]:
+                return False, (f"role budget: {rb['active']} of {rb['size']} '{role}' minions already being "
+                               f"remediated (max {pol['budget']['role']['max_pct']:g} % = {rb['slots']})")
+        cache.store(BUDGET_BANK, minion, {"stamps": hx_remediation.in_window(stamps, now, pol["budget"]["minion"]["window"]) + [now]})
+        cache.store(ACTIVE_BANK, minion, {"role": role, "since": now, "incident": incident})
+    return True, f"budget ok ({mb['used'] + 1}/{mb['max']})"
+
+
+def _release_active(minion):
+    with hx_audit.lock(__opts__, "remediate-budget"):
+        _cache().flush(ACTIVE_BANK, minion)
+
+
+# -- the handler ------------------------------------------------------------------
+
+
+def _facts(ev, pil):
+    services = _hx(pil, "services", {}) or {}
+    if ev["source"] == "service":
+        svc = hx_remediation.service_for(services, ev["name"])
+        if not svc:
+            raise Rejected(f"service {ev['name']!r} is not declared in {ev['minion']}'s hx:services")
+        return {"source": "service", "check": f"service/{ev['name']}", "type": "service", "resource": svc, "service": svc}
+    facts = hx_remediation.check_facts(ev["name"], None, services)
+    facts["source"] = "hx_health"
+    return facts
+
+
+def _event_status(ev):
+    p = ev["payload"]
+    if ev["source"] == "service":
+        running = (p.get(ev["name"]) or {}).get("running") if isinstance(p.get(ev["name"]), dict) else None
+        return "ok" if running else "critical"
+    status = p.get("status")
+    return status if status in hx_remediation.STATUS_ORDER else "unknown"
+
+
+def _key(ev):
+    """Dedupe key from the tag alone (cheap, before any pillar or minion call)."""
+    if ev["source"] == "service":
+        return hx_incidents.dedupe_key(ev["minion"], f"service/{ev['name']}", ev["name"])
+    facts = hx_remediation.check_facts(ev["name"])
+    return hx_incidents.dedupe_key(ev["minion"], ev["name"], facts["resource"])
+
+
+def _sweep(d):
+    with _SWEEP_LOCK:
+        if time.time() - _SWEEP["at"] < ESCALATE_EVERY:
+            return []
+        _SWEEP["at"] = time.time()
+    try:
+        return d.escalate_due()
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("hx_remediate: escalate_due failed: %s", exc)
+        return []
+
+
+def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
+    """
+    React to one beacon event (the reactor's only call): verify the sender,
+    dedupe, re-check on that minion, open or update the incident, remediate
+    within policy and budgets, verify, resolve or escalate.
+
+    tag
+        The event tag, ``salt/beacon/<minion>/hx_health/<check>`` or
+        ``salt/beacon/<minion>/service/<name>``.
+    data
+        The event data, exactly as the reactor received it.
+
+    Returns ``{"result", "outcome", "incident", "comment", ...}``; ``outcome``
+    is one of rejected, ignored, duplicate, stale, resolved, suppressed,
+    notified, escalated, remediated, failed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_remediate.handle tag=salt/beacon/web1/hx_health/app_http data='{...}'
+    """
+    now = time.time()
+    try:
+        master_pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"))
+    except ValueError as exc:
+        _audit("remediate.config", None, "error", error=str(exc), tag=tag)
+        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+    try:
+        ev = hx_remediation.parse_event(tag, data)
+        signed = _verify_signature(ev, now, master_pol)
+    except Rejected as exc:
+        named = hx_remediation.TAG_RE.match(tag) if isinstance(tag, str) else None
+        target = named["minion"] if named else None
+        sender = data.get("id") if isinstance(data, dict) else None
+        _audit("remediate.reject", target, "rejected", reason=str(exc), tag=tag, sender=sender)
+        _fire(target or "unknown", "rejected", {"tag": tag, "reason": str(exc), "sender": sender})
+        log.warning("hx_remediate: rejected %s: %s", tag, exc)
+        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
+
+    minion, status = ev["minion"], _event_status(ev)
+    key = _key(ev)
+    stamps = {"beacon_ts": ev["payload"].get("ts"), "master_stamp": (data or {}).get("_stamp"), "handled": now}
+    log.info("hx_remediate: %s %s from %s (beacon %s, master bus %s)", tag, status, minion,
+             stamps["beacon_ts"], stamps["master_stamp"])
+    try:
+        d = hx_incidents.make_desk(__opts__)
+    except ValueError as exc:
+        _audit("remediate.config", minion, "error", error=str(exc), tag=tag)
+        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+    try:
+        if status == "ok":
+            return _handle_ok(d, ev, key, master_pol)
+        if not hx_remediation.reaches(status, master_pol["min_status"]):
+            _audit("remediate.ignore", minion, "ignored", check=ev["name"], status=status,
+                   reason=f"below min_status {master_pol['min_status']}")
+            return {"result": True, "outcome": "ignored", "comment": f"{status} is below min_status"}
+        return _handle_bad(d, ev, key, status, master_pol, signed, now)
+    finally:
+        _sweep(d)
+
+
+def _handle_ok(d, ev, key, pol):
+    minion = ev["minion"]
+    inc = d.store.active_for(key)
+    if not inc:
+        return {"result": True, "outcome": "ignored", "comment": "ok and no active incident"}
+    if inc["status"] == "remediating":
+        d.note(inc["id"], "detection", "beacon reports ok while the remediation runs")
+        return {"result": True, "outcome": "noted", "incident": inc["id"]}
+    pil = _pillar(minion)
+    facts = _facts(ev, pil)
+    now_status = _recheck(minion, facts, pil, pol["recheck_timeout"])
+    d.note(inc["id"], "verification", f"beacon reports ok; master re-check: {now_status['status']} ({now_status.get('message')})")
+    if now_status["status"] != "ok":
+        return {"result": True, "outcome": "noted", "incident": inc["id"]}
+    try:
+        d.resolve(inc["id"], "hx", "condition cleared (beacon and master re-check agree)")
+    except ValueError:
+        pass  # resolved meanwhile
+    _fire(minion, "resolved", {"incident": inc["id"], "check": inc["check"]})
+    return {"result": True, "outcome": "resolved", "incident": inc["id"]}
+
+
+def _handle_bad(d, ev, key, status, master_pol, signed, now):
+    minion = ev["minion"]
+    cache = _cache()
+    slot = hx_incidents.dedupe_slot(key)
+    with d.locked(key):
+        active = d.store.active_for(key)
+        if active:
+            d.store.put(hx_incidents.note_repeat(active, now, status=status))
+            return {"result": True, "outcome": "duplicate", "incident": active["id"], "repeats": active["repeats"] + 1}
+        stale = cache.fetch(STALE_BANK, slot) or {}
+        if stale and now - stale.get("t", 0) < master_pol["stale_ttl"]:
+            stale["repeats"] = stale.get("repeats", 0) + 1
+            cache.store(STALE_BANK, slot, stale)
+            return {"result": True, "outcome": "duplicate", "comment": "repeat of a stale event", "repeats": stale["repeats"]}
+        try:
+            pil = _pillar(minion)
+            pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"), pillar=_hx(pil, "remediation"))
+            icfg = hx_incidents.config(*hx_audit.config_layers(__opts__, "hx_incident"), pillar=_hx(pil, "incidents"))
+            facts = _facts(ev, pil)
+        except Rejected as exc:
+            _audit("remediate.reject", minion, "rejected", reason=str(exc), tag=f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
+            _fire(minion, "rejected", {"reason": str(exc)})
+            return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
+        except ValueError as exc:
+            _audit("remediate.config", minion, "error", error=str(exc))
+            return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+        payload = ev["payload"]
+        if ev["source"] == "hx_health" and payload.get("horizon_hours"):
+            facts["horizon"] = payload.get("horizon_hours")
+        current = _recheck(minion, facts, pil, pol["recheck_timeout"])
+        if current["status"] == "ok":
+            cache.store(STALE_BANK, slot, {"t": now, "repeats": 0})
+            _audit("remediate.stale", minion, "no action", check=facts["check"], reported=status,
+                   message=current.get("message"), signed=signed)
+            _fire(minion, "stale", {"check": facts["check"], "reported": status})
+            return {"result": True, "outcome": "stale", "comment": f"{facts['check']} is ok now: stale, no action"}
+        if facts["type"] == "unknown" and current.get("kind"):
+            # what kind of check it is comes from the minion's answer, not from the event
+            facts.update({k: v for k, v in hx_remediation.check_facts(
+                facts["check"], current["kind"], _hx(pil, "services", {})).items() if k != "check"})
+        if facts["type"] == "service":
+            if current.get("proc_state") is None and facts["source"] != "service":
+                svc_ret, _ = _call(minion, "hx_service.status", [facts["service"]], timeout=pol["recheck_timeout"])
+                current["proc_state"] = ((svc_ret or {}).get(facts["service"]) or {}).get("state")
+            facts["type"] = "endpoint_failure" if current.get("proc_state") == "running" else "service_down"
+        confirmed = current["status"] or status
+        cls = hx_incidents.classify(facts["type"], confirmed if confirmed in ("warning", "critical") else status,
+                                    icfg["classification"])
+        subject = facts.get("service") or facts.get("resource") or facts["check"]
+        summary = (f"{facts['type'].replace('_', ' ')} on {minion}: {subject} "
+                   f"({current.get('message') or payload.get('message') or confirmed})")
+        if current["status"] is None:
+            summary += " [minion did not answer the re-check]"
+        taken = set(d.store.ids())
+        inc = hx_incidents.new_incident(
+            hx_incidents.make_id(now, minion, taken), minion, facts["check"], facts["resource"], cls, now,
+            summary, first_bad_at=payload.get("since") if isinstance(payload.get("since"), (int, float)) else None,
+            dedupe=key,
+            status=confirmed, value=current.get("value", payload.get("value")), service=facts.get("service"),
+            source=facts["source"], signed=signed,
+        )
+        inc["escalation_timeout"] = icfg["escalation_timeout"]
+        hx_incidents.add_timeline(inc, now, "verification",
+                                  f"master re-check on {minion}: {current['status'] or 'no answer'} ({current.get('message')})")
+        d.create(inc)
+    d.notify(inc["id"], "open")
+    return _act(d, inc, facts, pil, pol, current)
+
+
+def _act(d, inc, facts, pil, pol, current):
+    minion, inc_id = inc["minion"], inc["id"]
+    spec = hx_remediation.action_for(pol, facts["type"])
+    action = spec["action"]
+    if action == "recover" and not facts.get("service"):
+        action = "notify"  # nothing declared to restart: people must look
+    if current["status"] is None:
+        d.note(inc_id, "suppressed", "no action: the minion did not answer the re-check")
+        return _escalate_or_leave(d, inc_id, "minion unreachable", inc["escalate"], "notified")
+    if action == "notify":
+        d.note(inc_id, "action", "policy: notify only (no automatic action for " + facts["type"] + ")")
+        _audit("remediate.notify", minion, "notified", incident=inc_id, check=facts["check"])
+        _fire(minion, "notify", {"incident": inc_id, "check": facts["check"]})
+        return _escalate_or_leave(d, inc_id, "classification requires people", inc["escalate"], "notified")
+    sup = _suppression(minion, facts, pil, pol)
+    if sup:
+        reason, detail, escalate = sup
+        d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
+        _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
+        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": reason})
+        return _escalate_or_leave(d, inc_id, f"remediation suppressed: {detail}", escalate and inc["escalate"], "suppressed")
+    role = _hx(pil, "role")
+    ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
+    if not ok:
+        d.note(inc_id, "suppressed", f"{action} not run: {why}")
+        _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=why)
+        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "budget"})
+        return _escalate_or_leave(d, inc_id, why, True, "suppressed")
+    try:
+        return _run_action(d, inc_id, minion, facts, spec, action, pol)
+    finally:
+        _release_active(minion)
+
+
+def _escalate_or_leave(d, inc_id, reason, escalate, outcome):
+    if escalate:
+        try:
+            inc = d.escalate(inc_id, reason)
+            return {"result": True, "outcome": "escalated", "incident": inc_id, "level": inc["level"], "comment": reason}
+        except ValueError as exc:
+            return {"result": True, "outcome": outcome, "incident": inc_id, "comment": str(exc)}
+    return {"result": True, "outcome": outcome, "incident": inc_id, "comment": reason}
+
+
+def _run_action(d, inc_id, minion, facts, spec, action, pol):
+    d.move(inc_id, "remediating", note=f"{action} {facts.get('service') or spec.get('sls')}")
+    _fire(minion, action, {"incident": inc_id, "check": facts["check"], "phase": "start"})
+    started = time.monotonic()
+    if action == "recover":
+        ret, err = _call(minion, "hx_service.recover", [facts["service"]], timeout=pol["action_timeout"])
+        outcome = (ret or {}).get("outcome") if isinstance(ret, dict) else None
+        detail = err or f"hx_service.recover {facts['service']}: {outcome} after {ret.get('attempts')} restart(s)"
+        if isinstance(ret, dict) and ret.get("quarantine"):
+            detail += f"; quarantined ({ret['quarantine'].get('reason')}: {ret['quarantine'].get('detail')})"
+        acted_ok = outcome in ("recovered", "already_healthy")
+    else:
+        ret, err = _call(minion, "state.apply", [spec["sls"]], timeout=pol["action_timeout"])
+        states = ret if isinstance(ret, dict) else {}
+        failed = [k for k, v in states.items() if isinstance(v, dict) and v.get("result") is False]
+        changed = sum(1 for v in states.values() if isinstance(v, dict) and v.get("changes"))
+        outcome = "failed" if err or failed or not states else "applied"
+        detail = err or f"state.apply {spec['sls']}: {len(states)} state(s), {changed} changed, {len(failed)} failed"
+        acted_ok = outcome == "applied"
+    ms = int((time.monotonic() - started) * 1000)
+    d.note(inc_id, "action", detail, action=action, outcome=outcome, ms=ms)
+    _audit(f"remediate.{action}", minion, outcome or "error", incident=inc_id, check=facts["check"],
+           service=facts.get("service"), sls=spec.get("sls"), ms=ms, error=err)
+    # Verify from the master, whatever the action said.
+    after = _recheck(minion, facts, {}, pol["recheck_timeout"])
+    healthy = after["status"] == "ok"
+    d.note(inc_id, "verification", f"after {action}: {after['status'] or 'no answer'} ({after.get('message')})")
+    _fire(minion, action, {"incident": inc_id, "check": facts["check"], "phase": "done", "outcome": outcome,
+                           "healthy": healthy, "ms": ms})
+    if healthy and acted_ok:
+        try:
+            d.resolve(inc_id, "hx", f"remediated: {action} {outcome}, verified ok")
+        except ValueError:
+            pass
+        return {"result": True, "outcome": "remediated", "incident": inc_id, "action": action, "detail": detail, "ms": ms}
+    try:
+        d.move(inc_id, "open", note="remediation did not fix it")
+    except ValueError:
+        pass
+    res = _escalate_or_leave(d, inc_id, f"{action} did not fix it: {detail}", True, "failed")
+    res.update(action=action, detail=detail)
+    return res
+
+
+# -- operator switches ------------------------------------------------------------
+
+
+def disable(reason=None, by=None):
+    """
+    Global kill switch: no automatic remediation anywhere until ``enable``.
+    Incidents are still opened, suppressed actions recorded and escalated.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_remediate.disable reason='storage migration'
+    """
+    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    rec = {"enabled": False, "reason": reason or "no reason given", "by": who, "at": time.time()}
+    _cache().store(SWITCH_BANK, "switch", rec)
+    hx_audit.write(__opts__, who, "remediate.disable", "*", "disabled", reason=rec["reason"])
+    return {"result": True, "comment": f"automatic remediation disabled by {who}", "switch": rec}
+
+
+def enable(by=None):
+    """
+    Lift the kill switch set by ``disable``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_remediate.enable
+    """
+    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    _cache().flush(SWITCH_BANK, "switch")
+    hx_audit.write(__opts__, who, "remediate.enable", "*", "enabled")
+    return {"result": True, "comment": f"automatic remediation enabled by {who}"}
+
+
+def status():
+    """
+    The kill switch, the effective master policy, remediations in flight and budgets used.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_remediate.status
+    """
+    cache = _cache()
+    try:
+        pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"))
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": f"bad configuration: {exc}"})
+    now = time.time()
+    budgets = {}
+    for mid in cache.list(BUDGET_BANK) or []:
+        stamps = (cache.fetch(BUDGET_BANK, mid) or {}).get("stamps", [])
+        budgets[mid] = hx_remediation.minion_budget(stamps, now, pol["budget"]["minion"])
+    return {
+        "result": True,
+        "enabled": pol["enabled"] and _switch().get("enabled", True) is not False,
+        "switch": _switch() or None,
+        "active": {m: cache.fetch(ACTIVE_BANK, m) for m in cache.list(ACTIVE_BANK) or []},
+        "budgets": budgets,
+        "policy": copy.deepcopy(pol),
+    }
