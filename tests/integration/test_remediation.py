@@ -1,0 +1,363 @@
+"""Beacon -> reactor -> hx_remediate -> incident, through a real master, minions and supervisord.
+
+Notifications go to a real HTTP receiver on 127.0.0.1 (tests/support/webhook.py)
+configured in the master's ``hx_ops.yaml``, which the runners re-read on every
+call, so each test sets its own channels and timeouts.
+"""
+import datetime
+import json
+import os
+import sys
+import time
+
+import pytest
+import requests
+import yaml
+
+import salt.crypt
+
+import hx_audit
+import hx_remediation
+from tests.support import httpserver
+from tests.support.supervisor import Supervisor, demo_command
+from tests.support.webhook import Receiver
+
+VENV = os.path.dirname(os.path.dirname(sys.executable))
+PROGRAMS = ("demo", "crashy", "stormy")
+
+
+def wait_for(cond, timeout, what, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        val = cond()
+        if val:
+            return val
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def ports():
+    return {name: httpserver.free_port() for name in PROGRAMS}
+
+
+@pytest.fixture(scope="module")
+def supervisor(tmp_path_factory, ports):
+    programs = {
+        "demo": {"command": demo_command(ports["demo"])},
+        "stormy": {"command": demo_command(ports["stormy"])},
+        "crashy": {"command": demo_command(ports["crashy"], "1.0.0", "--crash-on-start"), "startretries": 0},
+    }
+    sup = Supervisor(tmp_path_factory.mktemp("supervisor"), programs).start()
+    yield sup
+    sup.stop()
+
+
+@pytest.fixture
+def receiver():
+    recv = Receiver().start()
+    yield recv
+    recv.stop()
+
+
+@pytest.fixture
+def hx_config(master):
+    """Writes the master's hx_ops.yaml (read by the runners at call time); removed afterwards."""
+    path = os.path.join(master.config_dir, "hx_ops.yaml")
+
+    def write(receiver_url, timeout=2, **extra_incident):
+        incident = {
+            "escalation_timeout": timeout,
+            "channels": {
+                "pd": {"kind": "pagerduty", "url": receiver_url + "/pd", "routing_key": "ROUTING-KEY-SECRET"},
+                "am": {"kind": "alertmanager", "url": receiver_url},
+                "slack": {"kind": "slack", "url": receiver_url + "/slack/T000/SECRETHOOK"},
+            },
+            "levels": [
+                {"name": "L1", "notify": ["pd"], "contacts": ["team lead"]},
+                {"name": "L2", "notify": ["pd", "slack"], "contacts": ["engineering manager"]},
+                {"name": "L3", "notify": ["slack"], "contacts": ["executives"]},
+            ],
+            "on_open": ["pd", "am"],
+            "delivery": {"timeout": 2, "retries": 2, "backoff": 0.2},
+        }
+        incident.update(extra_incident)
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump({"hx_incident": incident, "hx_remediation": {"recheck_timeout": 20}}, fh)
+
+    yield write
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def service_pillar(sup, ports, beacon=True, **extra):
+    checks = [
+        {"name": f"{name}_http", "kind": "http", "url": f"http://127.0.0.1:{ports[name]}/health", "timeout": 1}
+        for name in PROGRAMS
+    ]
+    checks += extra.pop("checks", [])
+    data = {
+        "hx": {
+            "supervisord": {"conf": sup.conf, "bin_env": VENV},
+            "services": {
+                "demo": {"provider": "supervisord", "health": ["demo_http"], "start_timeout": 10},
+                "stormy": {"provider": "supervisord", "health": ["stormy_http"], "start_timeout": 10},
+                "crashy": {"provider": "supervisord", "health": ["crashy_http"], "start_timeout": 5,
+                           "budget": {"max": 2, "window": 900}},
+            },
+            "health": {"checks": checks},
+        }
+    }
+    data["hx"].update(extra)
+    if beacon:
+        names = beacon if isinstance(beacon, list) else ["demo_http"]
+        # No ``interval``: Salt counts it in loop_interval ticks while the beacon
+        # callback runs once a second; salt-factories sets loop_interval 0.05,
+        # so ``interval: 1`` would mean 20 s. Without it the beacon runs every second.
+        data["beacons"] = {"hx_health": [{"for_cycles": 2}, {"horizon": 0}, {"checks": names}]}
+    return data
+
+
+def incidents(salt_run_cli, **filters):
+    ret = salt_run_cli.run("hx_incident.list", *[f"{k}={v}" for k, v in filters.items()])
+    assert ret.returncode == 0, ret
+    return ret.data["incidents"]
+
+
+def show(salt_run_cli, inc_id):
+    ret = salt_run_cli.run("hx_incident.show", inc_id)
+    assert ret.returncode == 0, ret
+    return ret.data["incident"]
+
+
+def beacon_running(salt_cli, since):
+    """The beacon's checks write health samples: one newer than ``since`` proves it runs."""
+    ret = salt_cli.run("hx_health.history", "limit=1", minion_tgt="hx-m1")
+    samples = (ret.data or {}).get("samples") if isinstance(ret.data, dict) else None
+    return bool(samples) and samples[-1]["t"] > since
+
+
+def healthy(port):
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def sign(minion_factory, minion_id, check, payload):
+    msg = hx_remediation.signed_message(minion_id, "hx_health", check, payload)
+    key = os.path.join(minion_factory.config["pki_dir"], "minion.pem")
+    return dict(payload, sig=hx_remediation.encode_sig(
+        salt.crypt.sign_message(key, msg, algorithm=salt.crypt.PKCS1v15_SHA224)))
+
+
+def fire_from(salt_cli, sender, events):
+    """Make minion ``sender`` send ``events`` to the master as a beacon batch (the minion's
+    own ``fire_master`` path: whatever tag and data it likes)."""
+    load = {"data": None, "tag": None, "pretag": None, "events": events}
+    ret = salt_cli.run("event.fire", json.dumps(load), "fire_master", minion_tgt=sender)
+    assert ret.returncode == 0, ret
+
+
+def audit(master, what=None):
+    return hx_audit.read(master.config, what=what)
+
+
+@pytest.fixture
+def lab(pillar, supervisor, ports, hx_config, receiver, salt_cli):
+    hx_config(receiver.url)
+    yield supervisor
+    salt_cli.run("hx_service.release", "crashy", minion_tgt="hx-m1")  # needs the service pillar
+    pillar.clear()  # beacon off first, or stopping the programs below opens incidents
+    for name in PROGRAMS:
+        supervisor.ctl("stop", name)
+
+
+def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, lab, ports, receiver, master):
+    assert lab.ctl("start", "demo").returncode == 0
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports))
+    wait_for(lambda: beacon_running(salt_cli, since + 1), 30, "the hx_health beacon to run")
+
+    old = lab.pid("demo")
+    killed_at = time.monotonic()
+    os.kill(old, 9)
+    wait_for(lambda: lab.pid("demo") not in (None, old) and healthy(ports["demo"]), 60, "demo to come back")
+    recovered_s = time.monotonic() - killed_at
+    print(f"\nkill -9 -> healthy again through beacon/reactor/runner: {recovered_s:.2f} s")
+
+    found = wait_for(
+        lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+        60, "the incident to be resolved")
+    assert len(incidents(salt_run_cli, minion="hx-m1", since=since)) == 1
+    inc = show(salt_run_cli, found[0]["id"])
+    assert inc["id"].startswith("INC-") and inc["id"].endswith("-hx-m1")
+    assert (inc["type"], inc["severity"], inc["priority"]) == ("service_down", "critical", "P1")
+    kinds = [e["kind"] for e in inc["timeline"]]
+    for kind in ("detected", "classified", "verification", "notification", "status", "action"):
+        assert kind in kinds, (kind, inc["timeline"])
+    assert "recovered" in json.dumps(inc["timeline"])
+    assert inc["level"] == 0, "a fixed incident is not escalated"
+
+    pd = receiver.wait_for(lambda p: p["path"] == "/pd" and p["body"]["event_action"] == "resolve", 30, "PD resolve")
+    trigger = [p for p in receiver.posts if p["path"] == "/pd" and p["body"]["event_action"] == "trigger"]
+    assert trigger and trigger[0]["body"]["dedup_key"] == pd[0]["body"]["dedup_key"] == inc["id"]
+    am = [p for p in receiver.posts if p["path"] == "/api/v2/alerts"]
+    assert am and am[0]["body"][0]["labels"]["incident"] == inc["id"]
+    assert {"labels", "annotations", "startsAt", "endsAt", "generatorURL"} <= set(am[-1]["body"][0])
+    assert "ROUTING-KEY-SECRET" not in json.dumps(inc), "a secret leaked into the incident record"
+
+    recover_lines = [a for a in audit(master, "remediate.recover") if a["ts"] >= since]
+    assert len(recover_lines) == 1 and recover_lines[0]["result"] == "recovered", recover_lines
+
+    rep = salt_run_cli.run("hx_incident.report", inc["id"])
+    assert rep.returncode == 0, rep
+    assert os.path.isfile(rep.data["path"])
+    assert "Time to recover" in rep.data["text"] and inc["id"] in rep.data["text"]
+
+
+def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_run_cli, pillar, lab, ports, receiver):
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=["crashy_http"]))
+
+    inc = wait_for(
+        lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "escalated"],
+        90, "the crashy incident to be escalated")[0]
+    rec = show(salt_run_cli, inc["id"])
+    assert rec["level"] == 1, rec
+    assert "quarantined" in json.dumps(rec["timeline"])
+    budget = salt_cli.run("hx_service.budget", "crashy", minion_tgt="hx-m1")
+    assert budget.data["quarantine"], budget.data
+    receiver.wait_for(lambda p: p["path"] == "/pd" and p["body"]["event_action"] == "trigger", 30, "PD trigger")
+
+    # No ack within the (2 s) timeout: L2.
+    time.sleep(2.1)
+    ret = salt_run_cli.run("hx_incident.escalate_due")
+    assert ret.returncode == 0, ret
+    rec = show(salt_run_cli, inc["id"])
+    assert rec["level"] == 2, rec["timeline"]
+    receiver.wait_for(lambda p: p["path"].startswith("/slack/"), 30, "L2 Slack message")
+
+    ack = salt_run_cli.run("hx_incident.ack", inc["id"], "by=alice")
+    assert ack.returncode == 0, ack
+    assert ack.data["incident"]["status"] == "acknowledged"
+    receiver.wait_for(lambda p: p["path"] == "/pd" and p["body"]["event_action"] == "acknowledge", 30, "PD ack")
+    time.sleep(2.1)
+    salt_run_cli.run("hx_incident.escalate_due")
+    rec = show(salt_run_cli, inc["id"])
+    assert rec["level"] == 2 and rec["status"] == "acknowledged", "ack must stop escalation"
+
+    done = salt_run_cli.run("hx_incident.resolve", inc["id"], "by=alice", "note=fixed the crash")
+    assert done.data["incident"]["status"] == "resolved"
+
+
+def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pillar, lab, ports, minions, master):
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert lab.pid("demo") is None  # the condition is real: demo is down on hx-m1
+    payload = {"check": "demo_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "x"}
+
+    # 1. event.send from hx-m2 naming hx-m1 in the tag: the master attaches hx-m2 as sender.
+    ret = salt_cli.run("event.send", "salt/beacon/hx-m1/hx_health/demo_http", json.dumps(dict(payload, id="hx-m1")),
+                       minion_tgt="hx-m2")
+    assert ret.returncode == 0, ret
+    # 2. a beacon-shaped batch from hx-m2: looks exactly like hx-m1's beacon, but unsigned
+    fire_from(salt_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
+    # 3. the same, signed with hx-m2's own key
+    forged = sign(minions["hx-m2"], "hx-m1", "demo_http", payload)
+    fire_from(salt_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(forged, id="hx-m1")}])
+
+    rejected = wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(
+        [a for a in audit(master, "remediate.reject") if a["ts"] >= since]), 60, "three audited rejections")
+    reasons = " | ".join(a["reason"] for a in rejected)
+    assert "'hx-m2' is not the minion named in the tag" in reasons
+    assert "unsigned" in reasons
+    assert "signature does not verify" in reasons
+    assert all(a["target"] == "hx-m1" for a in rejected)
+    time.sleep(2)
+    assert lab.pid("demo") is None, "a forged event restarted a service"
+    assert incidents(salt_run_cli, minion="hx-m1", since=since) == []
+    assert not [a for a in audit(master) if a["ts"] >= since and a["what"].startswith("remediate.recover")]
+
+
+def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master,
+                                              event_listener):
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert lab.pid("stormy") is None  # down: the storm is about a real condition
+    payload = sign(minions["hx-m1"], "hx-m1", "stormy_http",
+                   {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "s"})
+    event = {"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}
+    fire_from(salt_cli, "hx-m1", [event] * 100)
+
+    ping_started = time.monotonic()
+    ping = salt_cli.run("test.ping", minion_tgt="hx-m1")
+    assert ping.returncode == 0 and ping.data is True, ping
+    print(f"\ntest.ping during the storm: {time.monotonic() - ping_started:.2f} s")
+
+    wait_for(lambda: healthy(ports["stormy"]), 60, "stormy to be recovered")
+    rets = wait_for(lambda: (lambda r: r if len(r) >= 100 else None)([
+        e for e in event_listener.get_events([(master.id, "salt/run/*/ret")], after_time=since)
+        if e.data.get("fun") == "runner.hx_remediate.handle"]), 120, "100 handled events")
+    outcomes = {}
+    for e in rets:
+        out = (e.data.get("return") or {}).get("outcome")
+        outcomes[out] = outcomes.get(out, 0) + 1
+    print(f"storm outcomes: {outcomes}")
+    assert outcomes.get("remediated") == 1, outcomes
+    assert sum(outcomes.values()) == 100
+    assert set(outcomes) <= {"remediated", "duplicate", "stale"}, outcomes
+
+    found = incidents(salt_run_cli, minion="hx-m1", since=since)
+    assert len(found) == 1, found
+    assert found[0]["status"] == "resolved"
+    assert found[0]["repeats"] >= 1
+    assert lab.spawn_count("stormy") == 1
+    assert len([a for a in audit(master, "remediate.recover") if a["ts"] >= since]) == 1
+
+
+def test_undeliverable_notifications_are_retried_then_recorded(salt_cli, salt_run_cli, pillar, lab, ports, hx_config,
+                                                               receiver):
+    receiver.stop()  # down: connections refused
+    hx_config(receiver.url)
+    since = time.time()
+    checks = [{"name": "ghost_proc", "kind": "process", "pattern": "no-such-process-hx-test"}]
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=["ghost_proc"], checks=checks))
+
+    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+                            if i["check"] == "ghost_proc" and i["status"] == "escalated"], 60, "ghost incident")[0]
+    rec = wait_for(lambda: (lambda r: r if any(e["kind"] == "notification" for e in r["timeline"]) else None)(
+        show(salt_run_cli, inc["id"])), 30, "a notification entry")
+    assert (rec["type"], rec["priority"]) == ("process_down", "P1")
+    failed = [e for e in rec["timeline"] if e["kind"] == "notification" and not e.get("ok")]
+    assert failed, rec["timeline"]
+    assert "3 attempt(s)" in failed[0]["text"]
+    assert "SECRET" not in json.dumps(rec)
+    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+
+
+def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master):
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(repo, "_modules", "hx_maint.py")):
+        pytest.skip("_modules/hx_maint.py is not there: hx_remediate treats its absence as 'no window'")
+    since = time.time()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = {"name": "hx-test", "start": (now - datetime.timedelta(hours=1)).strftime("%H:%M"),
+              "end": (now + datetime.timedelta(hours=1)).strftime("%H:%M")}
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False, maintenance={"windows": [window]}))
+    assert salt_cli.run("hx_maint.window_open", minion_tgt="hx-m1").data["open"] is True
+    assert lab.pid("demo") is None
+    payload = sign(minions["hx-m1"], "hx-m1", "demo_http",
+                   {"check": "demo_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "m"})
+    fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
+
+    line = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since], 60,
+                    "the suppression to be audited")[0]
+    assert line["reason"] == "maintenance" and "hx-test" in line["detail"], line
+    inc = show(salt_run_cli, line["incident"])
+    assert inc["status"] == "open" and inc["level"] == 0, "held back for maintenance: recorded, not escalated"
+    assert any(e["kind"] == "suppressed" for e in inc["timeline"])
+    time.sleep(1)
+    assert lab.pid("demo") is None, "remediation ran inside the maintenance window"
+    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")

@@ -1,0 +1,97 @@
+"""A webhook receiver on 127.0.0.1 that records every POST (Slack, PagerDuty, Alertmanager).
+
+``Receiver().start()``; ``.url``; ``.posts`` -> ``[{"path", "body", "headers", "t"}]``;
+``.fail_next(n, status=500, retry_after=None)`` answers the next ``n`` POSTs
+with ``status``; ``.stop()`` makes it "down" (connections refused) and
+``.start()`` brings it back on the same port. Nagle is off (DESIGN.md).
+"""
+import http.server
+import json
+import threading
+import time
+
+from tests.support.httpserver import free_port
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = raw.decode(errors="replace")
+        recv = self.server.receiver
+        with recv.lock:
+            status, retry_after = 202, None
+            if recv.failures:
+                status, retry_after = recv.failures.pop(0)
+            recv.all_posts.append({"path": self.path, "body": body, "headers": dict(self.headers),
+                                   "t": time.time(), "status": status})
+        payload = json.dumps({"status": "ok" if status < 300 else "error"}).encode()
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class Receiver:
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.lock = threading.Lock()
+        self.all_posts = []
+        self.failures = []
+        self._httpd = None
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def posts(self):
+        """Accepted POSTs (answered 2xx), oldest first."""
+        with self.lock:
+            return [p for p in self.all_posts if p["status"] < 300]
+
+    def fail_next(self, n, status=500, retry_after=None):
+        with self.lock:
+            self.failures.extend([(status, retry_after)] * n)
+
+    def clear(self):
+        with self.lock:
+            self.all_posts.clear()
+            self.failures.clear()
+
+    def start(self):
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.receiver = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=10)
+            self._httpd = None
+
+    def wait_for(self, pred, timeout=30, what="webhook posts"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [p for p in self.posts if pred(p)]
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {self.posts}")
