@@ -102,8 +102,10 @@ def test_scheduled_highstate_runs_inside_and_skips_outside(salt_cli, pillar, eve
     result = ran.data["return"]
     assert ran.data["fun"] == "hx_maint.highstate"
     assert result["fun"] == "state.highstate" and result["window"] == "allday"
-    # highstate really ran: with no top file for hx-m1 it says so
-    assert "return" in result
+    # highstate really ran (not refused as a concurrent state run): either
+    # state results or, with no top file matching hx-m1, Salt's own message
+    highstate = result["return"]
+    assert isinstance(highstate, dict) or any("No Top file" in str(line) for line in highstate), highstate
 
     # Same pillar again: the state is idempotent.
     again = salt_cli.run("state.apply", "hx.maintenance", minion_tgt="hx-m1")
