@@ -2,7 +2,6 @@
 driven by real pillar files rendered through Salt's pillar compiler."""
 import datetime
 import json
-import os
 import pathlib
 
 import pytest
