@@ -1,0 +1,200 @@
+"""Remediation policy, event trust, check meaning and budgets (pure)."""
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hx_remediation as r
+
+T0 = 1_700_000_000.0
+TAG = "salt/beacon/web1/hx_health/app_http"
+
+
+# -- event trust ---------------------------------------------------------------------
+
+
+def test_beacon_event_from_the_minion_in_the_tag():
+    ev = r.parse_event(TAG, {"id": "web1", "status": "critical"})
+    assert (ev["minion"], ev["source"], ev["name"], ev["form"]) == ("web1", "hx_health", "app_http", "beacon")
+
+
+def test_event_send_form_uses_the_master_verified_id():
+    data = {"id": "web2", "cmd": "_minion_event", "tag": TAG, "data": {"id": "web1", "status": "critical"}}
+    with pytest.raises(r.Rejected, match="sender 'web2' is not the minion named in the tag"):
+        r.parse_event(TAG, data)
+    ok = r.parse_event(TAG, dict(data, id="web1"))
+    assert ok["form"] == "send" and ok["payload"] == {"id": "web1", "status": "critical"}
+
+
+@pytest.mark.parametrize(
+    "tag, data, match",
+    [
+        ("salt/beacon/web1/hx_health", {"id": "web1"}, "is not salt/beacon"),
+        ("hx/whatever", {"id": "web1"}, "is not salt/beacon"),
+        (TAG, {"status": "critical"}, "sender None"),
+        (TAG, ["x"], "not a mapping"),
+        ("salt/beacon/web1/ps/nginx", {"id": "web1"}, "source 'ps' is not handled"),
+        (None, {}, "not a string"),
+    ],
+)
+def test_untrustworthy_events_are_rejected(tag, data, match):
+    with pytest.raises(r.Rejected, match=match):
+        r.parse_event(tag, data)
+
+
+def test_signed_message_ignores_what_salt_adds_and_binds_the_tag():
+    base = {"check": "app_http", "status": "critical", "ts": T0}
+    msg = r.signed_message("web1", "hx_health", "app_http", base)
+    assert msg == r.signed_message("web1", "hx_health", "app_http",
+                                   dict(base, id="web1", sig="x", tag="app_http", _stamp="2023-11-14T22:13:20"))
+    assert msg != r.signed_message("web2", "hx_health", "app_http", base)  # another minion
+    assert msg != r.signed_message("web1", "hx_health", "db_http", base)   # another check
+    assert msg != r.signed_message("web1", "hx_health", "app_http", dict(base, status="ok"))
+
+
+@pytest.mark.parametrize("ts, ok", [(T0, True), (T0 - 300, True), (T0 - 300.1, False), (T0 + 60, True), (T0 + 61, False)])
+def test_freshness_window(ts, ok):
+    if ok:
+        r.freshness({"ts": ts}, T0, 300)
+    else:
+        with pytest.raises(r.Rejected):
+            r.freshness({"ts": ts}, T0, 300)
+    with pytest.raises(r.Rejected, match="no timestamp"):
+        r.freshness({}, T0, 300)
+
+
+def test_bad_signature_text():
+    with pytest.raises(r.Rejected, match="not base64"):
+        r.decode_sig("***")
+    assert r.decode_sig(r.encode_sig(b"\x00\x01")) == b"\x00\x01"
+
+
+# -- policy ------------------------------------------------------------------------
+
+
+def test_defaults_and_layers():
+    p = r.policy()
+    assert p["enabled"] and p["require_signature"] and p["min_status"] == "critical"
+    assert r.action_for(p, "service_down") == {"action": "recover"}
+    assert r.action_for(p, "disk") == {"action": "state", "sls": "hx.cleanup.disk"}
+    assert r.action_for(p, "no-such-type") == {"action": "notify"}
+    p = r.policy({"budget": {"minion": {"max": 2}}}, {"actions": {"cpu": "notify"}}, pillar={"stale_ttl": 5})
+    assert p["budget"]["minion"] == {"max": 2, "window": 3600.0} and p["stale_ttl"] == 5.0
+
+
+def test_pillar_cannot_loosen_security_or_re_enable():
+    with pytest.raises(ValueError, match="hx:remediation:require_signature: only the master"):
+        r.policy(pillar={"require_signature": False})
+    assert r.policy({"enabled": False}, pillar={"enabled": True})["enabled"] is False
+    assert r.policy(pillar={"enabled": False})["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    "layer, match",
+    [
+        ({"actions": {"cpu": "reboot"}}, r"actions:cpu: action must be one of"),
+        ({"actions": {"cpu": {"action": "state"}}}, "sls must name an SLS"),
+        ({"actions": {"disk": {"action": "state", "sls": "../../etc"}}}, "sls must name an SLS"),
+        ({"budget": {"role": {"max_pct": 150}}}, "max_pct must be <= 100"),
+        ({"budget": {"minion": {"max": 1.5}}}, "must be an integer"),
+        ({"unsigned_sources": ["ps"]}, "unsigned_sources"),
+        ({"min_status": "ok"}, "min_status"),
+        ({"maintenance": "sometimes"}, "maintenance must be"),
+        ({"recheck_timeout": 0}, "recheck_timeout must be a number >= 1"),
+        ({"enabeld": True}, "enabeld: unknown key"),
+    ],
+)
+def test_bad_policy_names_the_key(layer, match):
+    with pytest.raises(ValueError, match=match):
+        r.policy(layer)
+
+
+# -- what a check means ---------------------------------------------------------------
+
+SERVICES = {"app": {"health": ["app_http", "app_tcp"]}, "db": {"health": "db_http, db_tcp"}, "x": None}
+
+
+@pytest.mark.parametrize(
+    "name, kind, expect",
+    [
+        ("app_http", "http", ("service", "app", "app")),
+        ("db_tcp", "tcp", ("service", "db", "db")),
+        ("other_http", "http", ("endpoint_failure", None, None)),
+        ("sshd", "process", ("process_down", None, None)),
+        ("system:cpu", "system", ("cpu", "cpu", None)),
+        ("system:memory", "system", ("memory", "memory", None)),
+        ("system:load", "system", ("load", "load", None)),
+        ("system:disk:/var/lib", "system", ("disk", "/var/lib", None)),
+        ("forecast/", None, ("disk_forecast", "/", None)),
+        ("forecast/var", None, ("disk_forecast", "/var", None)),
+        ("config/error", None, ("config_error", None, None)),
+        ("mystery", None, ("unknown", None, None)),
+    ],
+)
+def test_check_facts(name, kind, expect):
+    f = r.check_facts(name, kind, SERVICES)
+    assert (f["type"], f["resource"], f["service"]) == expect
+
+
+def test_service_beacon_names_map_to_declared_services():
+    services = {"web": {"unit": "nginx.service"}, "api": {"program": "api-prog"}, "db": {}}
+    assert r.service_for(services, "nginx.service") == "web"
+    assert r.service_for(services, "api-prog") == "api"
+    assert r.service_for(services, "db") == "db"
+    assert r.service_for(services, "sshd") is None
+
+
+def test_min_status():
+    assert r.reaches("critical", "critical") and not r.reaches("warning", "critical")
+    assert r.reaches("warning", "warning") and not r.reaches("ok", "warning")
+
+
+# -- suppression ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode, status, configured, holds",
+    [
+        ("configured", {"open": True, "enforce": True, "window": "nightly"}, [{"name": "nightly"}], True),
+        ("configured", {"open": True, "enforce": True, "window": "default"}, None, False),  # hx_maint's default
+        ("any", {"open": True, "enforce": True, "window": "default"}, None, True),
+        ("any", {"open": True, "enforce": False}, None, False),  # not enforced = always open, not a window
+        ("configured", {"open": False, "enforce": True}, [{"name": "n"}], False),
+        ("never", {"open": True, "enforce": True}, [{"name": "n"}], False),
+        ("any", "'hx_maint.window_open' is not available.", None, False),
+    ],
+)
+def test_maintenance_holds(mode, status, configured, holds):
+    assert r.maintenance_holds(mode, status, configured) is holds
+
+
+def test_deploy_lock_matches_the_apps_services():
+    apps = {"shop": {"slots": {"blue": {"service": "shop-b"}, "green": None}}}
+    assert r.deploy_app_for("shop-b", ["shop"], apps) == "shop"
+    assert r.deploy_app_for("shop-green", ["shop"], apps) == "shop"  # slot default <app>-<color>
+    assert r.deploy_app_for("demo-blue", ["demo"], {}) == "demo"
+    assert r.deploy_app_for("demography", ["demo"], {}) is None
+    assert r.deploy_app_for("api", ["demo"], {}) is None
+    assert r.deploy_app_for(None, ["demo"], {}) is None
+
+
+# -- budgets ----------------------------------------------------------------------------
+
+
+def test_minion_budget_window_edges():
+    limits = {"max": 2, "window": 600.0}
+    assert r.minion_budget([T0 - 600, T0 - 10], T0, limits) == {"allowed": True, "used": 1, "max": 2, "window": 600.0}
+    assert not r.minion_budget([T0 - 599.9, T0], T0, limits)["allowed"]
+    assert r.minion_budget([T0 + 5], T0, limits)["used"] == 0  # from the future: not in the window
+
+
+@pytest.mark.parametrize("size, pct, slots", [(1, 50, 1), (2, 50, 1), (4, 50, 2), (10, 25, 2), (3, 100, 3), (10, 10, 1)])
+def test_role_slots_round_down_but_allow_one(size, pct, slots):
+    assert r.role_slots(size, pct) == slots
+
+
+@given(st.integers(1, 500), st.floats(1, 100), st.integers(0, 500))
+def test_role_budget_never_exceeds_its_share(size, pct, active):
+    rb = r.role_budget(active, size, pct)
+    assert rb["allowed"] == (active < rb["slots"])
+    assert 1 <= rb["slots"] <= size
+    assert rb["slots"] == 1 or rb["slots"] <= size * pct / 100 + 1e-6
