@@ -2,15 +2,21 @@
 
 Figures come from HAProxy ``show stat`` taken at the start and the end of an
 interval: the difference of the response counters tells how many requests a
-set of servers answered and how many were 5xx. ``rtime`` is HAProxy's average
-response time of a server over its last 1024 requests; servers are combined
-weighted by the requests they answered in the interval.
+set of servers answered and how many were 5xx. ``rtime`` is HAProxy's
+sliding average of a server's response time over its last 1024 requests: a
+server that answered thousands of fast requests before a slow release went in
+would show the slow release only diluted, so the mean of the interval's own
+requests is recovered from the two averages and the request counts
+(``interval_rtime``); servers are combined weighted by the requests they
+answered in the interval.
 
 A verdict is ``pass``, ``fail`` or ``inconclusive`` (too few requests to
 judge), always with the figures and the reasons that decided it.
 """
 
 RESPONSE_FIELDS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+SAMPLES = 1024  # HAProxy's TIME_STATS_SAMPLES
+MIN_WEIGHT = 64  # fewer effective samples: HAProxy's own average is the better guess
 
 
 def _num(row, key):
@@ -20,15 +26,66 @@ def _num(row, key):
         return 0.0
 
 
+def interval_rtime(rtime0, count0, rtime1, count1):
+    """Mean response time (ms) of the requests between two readings of one server.
+
+    HAProxy keeps ``sum`` and shows ``ceil(sum / min(count, 1024))``; up to
+    1024 requests ``sum`` is a plain sum, past that every request does
+    ``sum = sum - sum/1024 + t``. Undoing that: with ``m`` requests before
+    the 1024th and ``k`` after, ``sum1 = sum0 * d**k + x * (m * d**k +
+    1024 * (1 - d**k))`` with ``d = 1 - 1/1024``, solved for ``x``. The
+    shown averages are rounded up to whole ms, so when the interval holds too
+    few requests to outweigh that rounding (fewer than ``MIN_WEIGHT``
+    effective samples) HAProxy's average itself is returned. ``None`` when
+    the interval has no request.
+    """
+    if count1 < count0:  # counters restarted (reload without state): count from zero
+        rtime0, count0 = 0.0, 0
+    n = count1 - count0
+    if n <= 0:
+        return None
+    w0, w1 = min(count0, SAMPLES), min(count1, SAMPLES)
+    sum0 = (rtime0 - 0.5) * w0 if rtime0 > 0 else 0.0
+    sum1 = (rtime1 - 0.5) * w1 if rtime1 > 0 else 0.0
+    m = max(0, min(n, SAMPLES - count0))
+    decay = (1.0 - 1.0 / SAMPLES) ** (n - m)
+    weight = m * decay + SAMPLES * (1.0 - decay)
+    if weight < MIN_WEIGHT:
+        return float(rtime1)
+    return max(0.0, (sum1 - sum0 * decay) / weight)
+
+
+def _rtime_estimate(old, new, delta):
+    """(weighted rtime sum, requests it covers) of one server, per load balancer when known."""
+    pairs = [(old.get("lbs", {}).get(lb) or {}, row) for lb, row in (new.get("lbs") or {}).items()]
+    if not pairs:
+        pairs = [(old, new)]
+    total = covered = 0.0
+    for before, after in pairs:
+        c0, c1 = _num(before, "req_tot"), _num(after, "req_tot")
+        if not c1:  # rows without req_tot (older callers): HAProxy's average
+            total += delta * _num(after, "rtime")
+            covered += delta
+            continue
+        est = interval_rtime(_num(before, "rtime"), c0, _num(after, "rtime"), c1)
+        if est is None:
+            continue
+        n = c1 - c0 if c1 >= c0 else c1
+        total += n * est
+        covered += n
+    return total, covered
+
+
 def window(before, after, servers):
     """Requests, 5xx and response time of ``servers`` between two ``show stat`` snapshots.
 
     ``before``/``after`` map server name to its stat row (dict of counters),
-    possibly summed over several load balancers by the caller. A counter that
-    went down (HAProxy reloaded without state) counts from zero.
+    possibly summed over several load balancers by ``merge_stats`` (which
+    keeps each load balancer's ``req_tot``/``rtime`` under ``lbs``). A
+    counter that went down (HAProxy reloaded without state) counts from zero.
     """
     requests = errors = 0.0
-    weighted_rtime = 0.0
+    rt_sum = rt_covered = 0.0
     for server in servers:
         new, old = after.get(server) or {}, before.get(server) or {}
         answered = sum(_num(new, f) for f in RESPONSE_FIELDS)
@@ -38,12 +95,15 @@ def window(before, after, servers):
         err = err_new - err_old if err_new >= err_old else err_new
         requests += delta
         errors += err
-        weighted_rtime += delta * _num(new, "rtime")
+        if delta:
+            part, covered = _rtime_estimate(old, new, delta)
+            rt_sum += part
+            rt_covered += covered
     return {
         "requests": int(requests),
         "errors": int(errors),
         "error_rate": round(100.0 * errors / requests, 3) if requests else None,
-        "response_time": round(weighted_rtime / requests, 1) if requests else None,
+        "response_time": round(rt_sum / rt_covered, 1) if requests and rt_covered else None,
     }
 
 
@@ -51,15 +111,19 @@ def merge_stats(per_lb):
     """Sum counters of the same server over several load balancers.
 
     ``per_lb`` is ``{lb: {server: row}}``; rtime is averaged weighted by the
-    responses each load balancer saw.
+    responses each load balancer saw, and each load balancer's ``req_tot``
+    and ``rtime`` are kept under ``lbs`` (``window`` undoes HAProxy's sliding
+    average per load balancer).
     """
     out = {}
-    for rows in per_lb.values():
+    summed = RESPONSE_FIELDS + ("eresp", "req_tot")
+    for lb, rows in sorted(per_lb.items()):
         for server, row in rows.items():
-            acc = out.setdefault(server, {f: 0.0 for f in RESPONSE_FIELDS + ("eresp", "rtime")})
+            acc = out.setdefault(server, {f: 0.0 for f in summed + ("rtime",)})
+            acc.setdefault("lbs", {})[lb] = {"req_tot": _num(row, "req_tot"), "rtime": _num(row, "rtime")}
             answered = sum(_num(row, f) for f in RESPONSE_FIELDS)
             before = sum(acc[f] for f in RESPONSE_FIELDS)
-            for field in RESPONSE_FIELDS + ("eresp",):
+            for field in summed:
                 acc[field] += _num(row, field)
             total = before + answered
             if total:
@@ -74,7 +138,9 @@ def judge(figures, limits, baseline=None):
     and, when a ``baseline`` (the stable servers' figures of the same
     interval) is given, ``error_margin`` (percentage points the canary may
     exceed the baseline's error rate by) and ``latency_ratio`` (the canary's
-    response time may be at most this multiple of the baseline's).
+    response time may be at most this multiple of the baseline's) with
+    ``latency_floor`` (ms: a difference smaller than this never fails, so
+    1 ms against 0.3 ms is no breach).
     A value equal to a limit breaches it, as everywhere in hx-ops.
     """
     reasons = []
@@ -99,9 +165,15 @@ def judge(figures, limits, baseline=None):
                 )
         ratio = limits.get("latency_ratio")
         base_rt = baseline.get("response_time")
-        if ratio is not None and rtime is not None and base_rt:
-            if rtime >= base_rt * ratio and rtime - base_rt >= limits.get("latency_floor", 0):
-                reasons.append(f"response time {rtime} ms >= {ratio} x stable {base_rt} ms")
+        floor = limits.get("latency_floor", 0)
+        # A stable color answering in under a millisecond shows 0: the floor,
+        # not the ratio, keeps that from failing every canary.
+        if ratio is not None and rtime is not None and base_rt is not None:
+            if rtime >= base_rt * ratio and rtime - base_rt >= floor:
+                reasons.append(
+                    f"response time {rtime} ms >= {ratio} x stable {base_rt} ms (and {round(rtime - base_rt, 1)} ms"
+                    f" >= latency_floor {floor} ms over it)"
+                )
     return {
         "verdict": "fail" if reasons else "pass",
         "reasons": reasons or ["within limits"],

@@ -7,6 +7,7 @@ blue 8080, green 8081, ``/health``, error rate 5 %, response time 2000 ms.
 """
 import re
 
+import hx_canary
 import hx_releases
 
 COLORS = hx_releases.SLOTS
@@ -70,7 +71,7 @@ def validate(app, raw):
         "slots": release["slots"],
         "health_path": release["health_path"],
         "deploy": deploy,
-        "canary": raw.get("canary") or {},
+        "canary": hx_canary.settings(app, raw.get("canary")),
     }
 
 
