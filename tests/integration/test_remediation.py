@@ -361,3 +361,20 @@ def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pilla
     time.sleep(1)
     assert lab.pid("demo") is None, "remediation ran inside the maintenance window"
     salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+
+
+def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, salt_run_cli, pillar, lab, ports, master):
+    """Salt's service beacon cannot sign: accepted as an unsigned source, then re-checked on the minion.
+
+    (Under supervisord the real service beacon cannot see programs, so hx-m1 sends the event its
+    service beacon would send on a systemd host.)"""
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert lab.pid("demo") is None
+    fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/service/demo",
+                                   "data": {"demo": {"running": False}, "service_name": "demo", "id": "hx-m1"}}])
+    wait_for(lambda: healthy(ports["demo"]), 60, "demo recovered from a service beacon event")
+    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+                   60, "the incident to be resolved")[0]
+    assert inc["check"] == "service/demo" and inc["type"] == "service_down"
+    assert show(salt_run_cli, inc["id"])["facts"]["signed"] is False
