@@ -24,20 +24,19 @@ import psutil
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAB = os.path.join(REPO, ".lab")
+# A second lab (benchmarks with more app hosts) lives in another folder.
+LAB = os.path.abspath(os.environ.get("HX_LAB_DIR") or os.path.join(REPO, ".lab"))
+APP_HOST_COUNT = int(os.environ.get("HX_LAB_APP_HOSTS") or 2)
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 STATE = os.path.join(LAB, "lab.json")
 KEEPER_CONF = os.path.join(LAB, "keeper", "supervisord.conf")
-MINIONS = {
-    "lb1": {"hx_roles": ["lb"]},
-    "app1": {"hx_roles": ["app"]},
-    "app2": {"hx_roles": ["app"]},
-}
+MINIONS = {"lb1": {"hx_roles": ["lb"]}}
+MINIONS.update({f"app{n}": {"hx_roles": ["app"]} for n in range(1, APP_HOST_COUNT + 1)})
 INSTALL_PLACEHOLDER = "/srv/hx-ops"
 # Every host gets its own loopback address, so each can serve on the ports a
 # real host uses (blue 8080, green 8081) on one machine.
 LB_ADDR = "127.0.0.10"
-APP_HOSTS = {"app1": "127.0.0.11", "app2": "127.0.0.12"}
+APP_HOSTS = {f"app{n}": f"127.0.0.{10 + n}" for n in range(1, APP_HOST_COUNT + 1)}
 FRONTEND = f"{LB_ADDR}:8000"
 SLOT_PORTS = {"blue": 8080, "green": 8081}
 # Versions built into .lab/artifacts at lab-up; knobs make the broken ones.
