@@ -127,11 +127,10 @@ def test_dedupe_under_concurrency_escalation_and_ack(opts, receiver):
     assert was_new and again != inc_id
 
 
+# The runner through RunnerClient, on redis only: the localfs path runs through a real
+# master in test_remediation.py, and every call here waits out event sends to no master.
+@pytest.mark.parametrize("opts", ["redis"], indirect=True)
 def test_runner_list_show_ack_report(opts, request):
-    # The runner through RunnerClient; on redis only: the localfs path runs through a real
-    # master in test_remediation.py, and every call here waits out event sends to no master.
-    if opts.get("cache") != "redis":
-        pytest.skip("covered through a real master in test_remediation.py")
     desk = hx_incidents.make_desk(opts, fire=lambda tag, data: None)
     first = new(desk, time.time())
     desk.create(first)
