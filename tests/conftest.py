@@ -9,8 +9,11 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UTILS = os.path.join(REPO, "_utils")
-if UTILS not in sys.path:
-    sys.path.insert(0, UTILS)
+# The lab's tools (loadgen, build_release) are plain scripts, imported by name.
+LAB_TOOLS = os.path.join(REPO, "lab")
+for path in (UTILS, LAB_TOOLS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 import salt._logging  # noqa: E402
 

@@ -8,7 +8,6 @@ lab/loadgen.py: keep-alive connections, failures counted, never retried.
 
 import copy
 import os
-import sys
 import threading
 import time
 import urllib.request
@@ -24,7 +23,6 @@ from tests.support.haproxy import DemoApps, HAProxy
 from tests.support.httpserver import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "lab"))
 from loadgen import LoadGen  # noqa: E402  pylint: disable=wrong-import-position
 
 BLUE, GREEN = "1.0", "2.0"

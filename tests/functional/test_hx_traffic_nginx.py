@@ -3,7 +3,6 @@ child of the test) in front of REAL demo apps, through Salt's loader."""
 
 import copy
 import os
-import sys
 import time
 import urllib.request
 
@@ -18,7 +17,6 @@ from tests.support.haproxy import DemoApps
 from tests.support.nginx import Nginx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "lab"))
 from loadgen import LoadGen  # noqa: E402  pylint: disable=wrong-import-position
 
 BLUE, GREEN = "1.0", "2.0"
