@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab.loadgen import LoadGen
+from loadgen import LoadGen
 from tests.integration.conftest import MASTER_ID, REPO
 from tests.support import httpserver
 from tests.support.deps import require_binary
