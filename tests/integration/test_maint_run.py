@@ -1,0 +1,312 @@
+"""Rolling maintenance runs (hx_maint runner) through a real master, two minions,
+real HAProxy and supervisord running the demo app, under steady load.
+
+Topology (the deployment tests' Fleet): hx-m1 and hx-m2 are app hosts of app
+``demo`` (blue live, green idle); hx-m1 is also its load balancer. Each host's
+maintenance pillar stops and restarts ``demo-blue``, checks ``demo_blue``,
+scans a per-host app log and cleans a per-host temp dir. Patching is a real
+``hx_patch.apply`` limited to a package that does not exist, so no package
+on this machine moves (the real upgrade is tests/integration/test_patching.py).
+"""
+import json
+import os
+import threading
+import time
+
+import pytest
+
+try:  # the Fleet may move to tests/support (shared by deployment tests)
+    from tests.support.fleet import Fleet
+except ImportError:
+    from tests.integration.test_deploy import Fleet
+
+from tests.integration.conftest import MASTER_ID  # noqa: F401  (pillar of the master = app definitions)
+from tests.support.deps import require_binary
+
+HOSTS = ("hx-m1", "hx-m2")
+RATE = 100
+OPEN = [{"name": "always", "start": "00:00", "end": "24:00", "tz": "UTC"}]
+
+
+def closed_window():
+    t = time.gmtime(time.time() + 12 * 3600)
+    end = time.gmtime(time.time() + 12 * 3600 + 60)
+    return [{"name": "far", "start": time.strftime("%H:%M", t), "end": time.strftime("%H:%M", end), "tz": "UTC"}]
+
+
+class MaintFleet(Fleet):
+    windows = OPEN
+
+    def paths(self, mid):
+        base = self.tmp / mid / "maint"
+        return {"backup": base / "backup", "log": base / "app.log", "tmp": base / "tmp"}
+
+    def maintenance(self, mid):
+        p = self.paths(mid)
+        return {
+            "windows": self.windows,
+            "backup": {"path": str(p["backup"]), "pattern": "*.tar.gz", "max_age_hours": 24},
+            "stop_services": ["demo-blue"],
+            "critical_services": ["demo-blue"],
+            "health_checks": ["demo_blue"],
+            "app_logs": [str(p["log"])],
+            "cleanup": {"tmp_dirs": [str(p["tmp"])], "max_age_days": 7, "pkg_cache": False},
+            "patch": {"pkgs": ["hx-ops-no-such-package"], "refresh": False},
+            "drain_timeout": 20,
+            "restore_timeout": 30,
+        }
+
+    def minion_pillar(self, mid, traffic=None):
+        data = super().minion_pillar(mid, traffic=traffic)
+        data["hx"]["maintenance"] = self.maintenance(mid)
+        return data
+
+    def start(self):
+        for mid in HOSTS:
+            p = self.paths(mid)
+            for d in (p["backup"], p["tmp"]):
+                d.mkdir(parents=True, exist_ok=True)
+            p["log"].write_text("")
+            self.fresh_backup(mid)
+        return super().start()
+
+    def fresh_backup(self, mid, age_s=60):
+        path = self.paths(mid)["backup"] / "nightly.tar.gz"
+        path.write_bytes(b"backup")
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
+
+    def log(self, mid, level, text):
+        with open(self.paths(mid)["log"], "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())},000 {level} app: {text}\n")
+
+    def rows(self):
+        ret = self.salt_cli.run("hx_traffic.servers", "demo", minion_tgt="hx-m1")
+        return {s: {"weight": r["weight"], "admin": r["admin"]} for s, r in ret.data["demo"].items()}
+
+    def pid(self, mid):
+        return self.salt_cli.run("hx_service.status", "demo-blue", minion_tgt=mid).data["demo-blue"]["pid"]
+
+    def maint(self, *args, cli=None):
+        return (cli or self.run).run("hx_maint.run", *args, _timeout=300)
+
+    def wait_up(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            ret = self.salt_cli.run("hx_traffic.servers", "demo", minion_tgt="hx-m1").data["demo"]
+            if all(ret[f"{m}_blue"]["status"] == "UP" for m in HOSTS):
+                return
+            assert time.monotonic() < deadline, ret
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, pillar_tree, salt_cli, salt_run_cli, minions):
+    require_binary("haproxy", "haproxy")
+    fl = MaintFleet(tmp_path_factory.mktemp("maint"), pillar_tree, salt_cli, salt_run_cli)
+    try:
+        yield fl.start()
+    finally:
+        fl.stop()
+        pillar_tree.clear()
+
+
+@pytest.fixture
+def clean(fleet):
+    """Each test starts with fresh backups, empty logs, an open window and everything in rotation."""
+    before = fleet.rows()
+    yield
+    for mid in HOSTS:
+        fleet.fresh_backup(mid)
+        fleet.paths(mid)["log"].write_text("")
+    if fleet.windows is not OPEN:
+        fleet.windows = OPEN
+        fleet.set_pillar()
+    for server, row in fleet.rows().items():
+        if row != before[server]:
+            fleet.salt_cli.run("hx_traffic.set_state", "demo", server, before[server]["admin"], minion_tgt="hx-m1")
+    fleet.wait_up()
+
+
+def record(fleet, run_id):
+    ret = fleet.run.run("hx_maint.status", f"run={run_id}")
+    assert ret.returncode == 0, ret.stdout
+    return ret.data["run"]
+
+
+def phase_hosts(rec, name):
+    return [p["host"] for p in rec["phases"] if p["phase"] == name]
+
+
+def test_rolling_run_under_load_drops_nothing(fleet, clean, master, event_listener):
+    before = fleet.rows()
+    pids = {m: fleet.pid(m) for m in HOSTS}
+    old = fleet.paths("hx-m1")["tmp"] / "old.tmp"
+    new = fleet.paths("hx-m1")["tmp"] / "new.tmp"
+    old.write_text("x")
+    new.write_text("y")
+    os.utime(old, (time.time() - 8 * 86400,) * 2)
+    since = time.time()
+    load = fleet.load()
+    ret = fleet.maint("tgt=hx-m*", "batch=1")
+    result = load.stop()
+    assert ret.returncode == 0, ret.stdout
+    data = ret.data
+    assert data["outcome"] == "succeeded", data
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    assert result["total"] > RATE * 3
+    assert data["batches"] == [["hx-m1"], ["hx-m2"]]
+    # One host out of rotation at a time: hx-m1 back before hx-m2 leaves.
+    rec = record(fleet, data["run"])
+    order = [(p["phase"], p.get("host")) for p in rec["phases"] if p["phase"] in ("drain", "restore")]
+    assert order == [("drain", "hx-m1"), ("restore", "hx-m1"), ("drain", "hx-m2"), ("restore", "hx-m2")]
+    assert fleet.rows() == before
+    assert all(fleet.pid(m) != pids[m] for m in HOSTS), "demo-blue was not stopped and started"
+    assert not old.exists() and new.exists()
+    assert data["compliance"] == {"emergency": False, "window_respected": True, "backup_verified": True,
+                                  "verification_passed": True}
+    for mid in HOSTS:
+        host = rec["hosts"][mid]
+        assert host["services_started"] == ["demo-blue"]
+        assert host["patch"]["changes"] == {} and host["patch"]["args"]["pkgs"] == "hx-ops-no-such-package"
+        assert host["reboot"]["action"] in ("none", "report")
+        assert host["verification"]["passed"] is True
+    with open(data["report"]["json"], encoding="utf-8") as fh:
+        assert json.load(fh)["compliance"] == data["compliance"]
+    with open(data["report"]["csv"], encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    assert lines[0] == ("date,hostname,duration_minutes,services_restarted,patches_applied,"
+                        "verification_passed,reboot_required")
+    mine = [line.split(",") for line in lines[-2:]]
+    assert [c[1] for c in mine] == ["hx-m1", "hx-m2"]
+    assert all(c[3:6] == ["1", "0", "true"] for c in mine), mine
+    events = event_listener.wait_for_events(
+        [(master.id, f"hx/maint/{data['run']}/{p}") for p in ("window", "lock", "backup", "precheck", "drain",
+                                                              "stop_services", "patch", "cleanup", "reboot",
+                                                              "start_services", "verify", "restore", "done")],
+        timeout=30, after_time=since)
+    assert events.found_all_events, events.missed
+    status = fleet.run.run("hx_maint.status").data
+    assert status["running"] is False and status["run"]["id"] == data["run"]
+
+
+def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clean):
+    fleet.log("hx-m1", "ERROR", "database connection lost")
+    load = fleet.load()
+    ret = fleet.maint("tgt=hx-m*", "batch=1")
+    result = load.stop()
+    assert ret.returncode != 0
+    data = ret.data
+    assert data["outcome"] == "failed", data
+    assert data["hosts"]["hx-m1"]["outcome"] == "failed"
+    assert data["hosts"]["hx-m1"]["failed_step"] == "verify"
+    assert "database connection lost" in data["hosts"]["hx-m1"]["reason"]
+    assert data["hosts"]["hx-m2"]["outcome"] == "skipped"
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    rows = fleet.rows()
+    assert rows["hx-m1_blue"]["admin"] == "maint" and rows["hx-m1_green"]["admin"] == "maint"
+    assert rows["hx-m2_blue"]["admin"] == "ready"
+    assert {o["server"] for o in data["out_of_rotation"]} == {"hx-m1_blue", "hx-m1_green"}
+    assert data["compliance"]["verification_passed"] is False
+    assert data["compliance"]["window_respected"] is True
+    assert data["incidents"], data
+    if "error" not in data["incidents"][0]:
+        inc = fleet.run.run("hx_incident.show", data["incidents"][0]["id"])
+        assert inc.returncode == 0 and "hx-m1" in inc.stdout
+    with open(data["report"]["csv"], encoding="utf-8") as fh:
+        last = fh.read().splitlines()[-1].split(",")
+    assert (last[1], last[5]) == ("hx-m1", "false")
+    # the lock was released: a new run may start (and a plan sees it free)
+    status = fleet.run.run("hx_maint.status").data
+    assert status["running"] is False and status["run"]["outcome"] == "failed"
+
+
+def test_stopped_critical_service_fails_verification(fleet, clean):
+    pillar = fleet.maintenance("hx-m2")
+    # demo-green is declared but not running: as a critical service it must fail the host.
+    fleet.maintenance = lambda mid, base=fleet.maintenance: dict(base(mid), critical_services=["demo-blue", "demo-green"])
+    try:
+        fleet.set_pillar()
+        ret = fleet.maint("tgt=hx-m2", "batch=1")
+    finally:
+        del fleet.maintenance
+        fleet.set_pillar()
+    assert pillar["critical_services"] == ["demo-blue"]
+    assert ret.returncode != 0
+    host = ret.data["hosts"]["hx-m2"]
+    assert host["failed_step"] == "verify" and "demo-green is stopped" in host["reason"], host
+    assert fleet.rows()["hx-m2_blue"]["admin"] == "maint"
+
+
+def test_second_run_is_refused_while_the_first_holds_the_lock(fleet, clean, master, event_listener):
+    since = time.time()
+    box = {}
+    other = master.salt_run_cli(timeout=300)
+    worker = threading.Thread(target=lambda: box.update(ret=fleet.maint("tgt=hx-m*", "batch=1", cli=other)))
+    worker.start()
+    try:
+        events = event_listener.wait_for_events([(master.id, "hx/maint/*/drain")], timeout=90, after_time=since)
+        assert events.found_all_events, "the first run never drained a host"
+        first_id = next(iter(events.matches)).tag.split("/")[2]
+        second = fleet.maint("tgt=hx-m2", "batch=1")
+        status = fleet.run.run("hx_maint.status").data
+    finally:
+        worker.join(timeout=240)
+    assert second.returncode != 0
+    assert second.data["outcome"] == "refused"
+    assert "another maintenance run holds the lock" in second.data["comment"]
+    assert first_id in second.data["comment"]
+    assert second.data["holder"]["run"] == first_id
+    assert status["running"] is True and status["lock"]["run"] == first_id
+    assert box["ret"].returncode == 0, box["ret"].stdout
+    assert fleet.run.run("hx_maint.status").data["running"] is False
+
+
+def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean):
+    before = fleet.rows()
+    fleet.fresh_backup("hx-m2", age_s=25 * 3600)
+    stale = fleet.maint("tgt=hx-m2")
+    assert stale.returncode != 0
+    assert stale.data["outcome"] == "refused"
+    assert "no recent backup" in stale.data["comment"] and "25.0 h old" in stale.data["comment"]
+
+    fleet.windows = closed_window()
+    fleet.set_pillar()
+    closed = fleet.maint("tgt=hx-m2")
+    assert closed.returncode != 0
+    assert "outside the maintenance window" in closed.data["comment"]
+    assert fleet.rows() == before
+    assert fleet.run.run("hx_maint.status").data["running"] is False
+
+    emergency = fleet.maint("tgt=hx-m2", "emergency=True")
+    assert emergency.returncode == 0, emergency.stdout
+    assert emergency.data["compliance"] == {"emergency": True, "window_respected": False,
+                                            "backup_verified": False, "verification_passed": True}
+    rec = record(fleet, emergency.data["run"])
+    assert rec["window"]["hx-m2"]["emergency"] is True
+    assert rec["backup"]["hx-m2"]["fresh"] is False
+    assert fleet.rows() == before
+
+
+def test_batch_that_would_empty_the_app_is_not_started(fleet, clean):
+    before = fleet.rows()
+    ret = fleet.maint("tgt=hx-m*", "batch=100%")
+    assert ret.returncode != 0
+    assert "would leave app demo with no live server" in ret.data["reason"]
+    assert all(h["outcome"] == "skipped" for h in ret.data["hosts"].values()), ret.data
+    assert fleet.rows() == before
+
+
+def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
+    before = fleet.rows()
+    last = fleet.run.run("hx_maint.status").data["run"]["id"]
+    plan = fleet.run.run("hx_maint.plan", "tgt=hx-m*", "batch=1")
+    assert plan.returncode == 0, plan.stdout
+    assert plan.data["would_run"] is True and plan.data["batches"] == [["hx-m1"], ["hx-m2"]]
+    assert any("drain hx-m1:demo/hx-m1_blue" in s for s in plan.data["steps"]), plan.data["steps"]
+    refused = fleet.run.run("hx_maint.plan", "tgt=hx-m*", "batch=2")
+    assert refused.returncode != 0 and "no live server" in " ".join(refused.data["refusals"])
+    dry = fleet.run.run("state.orchestrate", "orch.maintenance", 'pillar={"tgt": "hx-m*", "batch": 1}', "test=True")
+    assert dry.returncode == 0, dry.stdout
+    assert "would run maintenance" in dry.stdout
+    assert fleet.rows() == before
+    assert fleet.run.run("hx_maint.status").data["run"]["id"] == last
