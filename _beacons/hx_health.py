@@ -133,6 +133,24 @@ def _service_of(check):
     return None
 
 
+def _watched():
+    """Routine checks, plus the on_demand checks of services that should be up.
+
+    An on_demand check belongs to something that is down by design at times
+    (the idle color of a blue-green app). It is watched while its service
+    runs or has failed (ended on its own), and not while the service is
+    stopped on purpose or starting.
+    """
+    raw = __salt__["pillar.get"]("hx:health:checks", [], unmask=True) or []
+    entries = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    names = [c.get("name") for c in entries if not c.get("on_demand")]
+    owned = {c.get("name"): _service_of(c.get("name")) for c in entries if c.get("on_demand")}
+    if any(owned.values()) and "hx_service.status" in __salt__:
+        states = __salt__["hx_service.status"](sorted({s for s in owned.values() if s}))
+        names += [c for c, svc in owned.items() if svc and (states.get(svc) or {}).get("state") in ("running", "failed")]
+    return names or None
+
+
 def _transitions(cfg, state, results, now):
     """Hysteresis: report a status only after it held ``for_cycles`` runs in a row."""
     events = []
@@ -217,8 +235,7 @@ def beacon(config):
     try:
         if "hx_health.check" not in __salt__:
             return _config_error(state, cfg, "hx_health module is not available (saltutil.sync_all)")
-        kwargs = {"names": cfg["checks"]} if cfg["checks"] else {}
-        res = __salt__["hx_health.check"](**kwargs)
+        res = __salt__["hx_health.check"](names=cfg["checks"] or _watched())
         events = []
         if state["config_error"] is not None:
             state["config_error"] = None

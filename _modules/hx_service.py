@@ -62,8 +62,11 @@ _SV_STATES = {
     "STARTING": "starting",
     "BACKOFF": "starting",
     "STOPPING": "stopping",
+    # STOPPED is what a stop asked for; EXITED is a process that ended on its
+    # own (a crash, kill -9): that is a failure to recover, never a service
+    # someone meant to stop (the health beacon watches the one, not the other).
     "STOPPED": "stopped",
-    "EXITED": "stopped",
+    "EXITED": "failed",
     "FATAL": "failed",
     "UNKNOWN": "unknown",
 }
