@@ -27,6 +27,8 @@ import salt.pillar
 
 import hx_analysis
 import hx_apps
+import hx_audit
+import hx_canary
 import hx_events
 import hx_fleet
 import hx_releases
@@ -99,6 +101,11 @@ def _lock(store, cfg, ro, break_lock):
 
 def _holder_text(holder):
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(holder.get("since", 0)))
+    if holder.get("state") == "paused":
+        return (
+            f"canary {holder.get('deployment')} of {holder.get('version')} by {holder.get('user')} since {since} UTC "
+            "is paused; go on with hx_deploy.resume, or end it with hx_deploy.promote or hx_deploy.abort"
+        )
     return (
         f"deployment {holder.get('deployment')} ({holder.get('strategy')} of {holder.get('version')}) "
         f"by {holder.get('user')} since {since} UTC, pid {holder.get('pid')} on {holder.get('master')}; "
@@ -281,22 +288,31 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     return hx_runner.finish(__context__, ret)
 
 
-def plan(app, version, **kwargs):
+def plan(app, version, strategy="blue_green", steps=None, step_interval=None, **kwargs):
     """
-    Show every step a blue-green deployment would take, with the hosts and
-    the exact load-balancer changes, without changing anything.
+    Show every step a blue-green deployment (or, with ``strategy=canary``, a
+    canary with the same arguments as ``hx_deploy.canary``) would take, with
+    the hosts and the exact load-balancer changes, without changing anything.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run hx_deploy.plan app=demo version=1.1.0
+        salt-run hx_deploy.plan app=demo version=1.1.0 strategy=canary steps='[10, 50, 100]'
     """
+    if strategy not in ("blue_green", "canary"):
+        return _refuse(f"strategy: must be blue_green or canary, got {strategy!r}", app=app, version=version)
     try:
         cfg = _cfg(app)
         hx_releases.validate_version(version)
+        if strategy == "canary":
+            conf = _canary_conf(cfg, steps, step_interval, kwargs)
+            keep_warm = _duration(dict(kwargs), "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
+    if strategy == "canary":
+        return _plan_canary(cfg, version, conf, keep_warm, kwargs)
     ro = hx_rollout.Rollout(__opts__, cfg, version, "plan", user=_caller(kwargs))
     try:
         live, running = _preflight(ro)
@@ -326,6 +342,64 @@ def plan(app, version, **kwargs):
         "running": running,
         "steps": steps,
         "lb_changes": switch,
+        "comment": "plan only: nothing changed",
+    }
+
+
+def _plan_canary(cfg, version, conf, keep_warm, kwargs):
+    app = cfg["app"]
+    ro = hx_rollout.Rollout(__opts__, cfg, version, "plan", user=_caller(kwargs))
+    try:
+        live, running = _preflight(ro)
+        idle = hx_apps.other(live)
+        by = hx_apps.servers_by_color(cfg)
+        weight = int(cfg["deploy"]["weight"])
+        first = next((s for s in conf["steps"] if not s.get("pause")), None)
+        first_changes = ro.plan_weights(hx_canary.server_weights(by[idle], by[live], first["percent"], weight))
+    except hx_rollout.StepError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": f"preflight would fail: {exc}"})
+    hosts = ", ".join(sorted(cfg["hosts"]))
+    lbs = ", ".join(cfg["lbs"])
+    lines = [
+        f"preflight: {hosts} and {lbs} answer; live color {live} healthy; lock {app}",
+        f"deploy: hx_release.install app={app} version={version} slot={idle} on {hosts}",
+        f"verify: {idle} answers healthy with {version} on every host and is UP on {lbs}",
+    ]
+    weights = []
+    for n, step in enumerate(conf["steps"], 1):
+        if step.get("pause"):
+            lines.append(f"step {n}: pause: the run ends paused until hx_deploy.resume (or promote/abort)")
+            continue
+        wc, ws = hx_canary.step_weights(step["percent"], weight)
+        interval = step.get("interval") or conf["step_interval"]
+        change = {s: wc for s in by[idle]} | {s: ws for s in by[live]}
+        weights.append({"step": n, "percent": step["percent"], "weights": change,
+                        "share": hx_canary.share(wc, ws), "interval": interval})
+        lines.append(
+            f"step {n}: {step['percent']}% on {lbs}: {', '.join(by[idle])} -> {wc}, {', '.join(by[live])} -> {ws} "
+            f"(share {hx_canary.share(wc, ws)}%; raised first, then lowered); watch {interval}s, "
+            f"samples every {conf['sample_interval']}s"
+        )
+    lines += [
+        f"judge every step: canary 5xx < {conf['error_rate']}% and < stable + {conf['error_margin']} points, "
+        f"response time < {conf['response_time']} ms and < {conf['latency_ratio']} x stable "
+        f"(unless within {conf['latency_floor']} ms), health polls >= {conf['success_threshold']}%, "
+        f"at least {conf['min_requests']} canary requests (else inconclusive: {conf['inconclusive']})",
+        f"on a failing step: weights back to {hx_apps.target_weights(cfg, live)} (stable raised first)",
+        f"promote: {idle} to {weight}, {live} to 0; keep {live} warm for {keep_warm}s",
+    ]
+    _say("\n".join(f"{n}. {s}" for n, s in enumerate(lines, 1)))
+    return {
+        "result": True,
+        "app": app,
+        "version": version,
+        "strategy": "canary",
+        "live": live,
+        "idle": idle,
+        "running": running,
+        "steps": lines,
+        "weights": weights,
+        "lb_changes": first_changes,
         "comment": "plan only: nothing changed",
     }
 
@@ -365,7 +439,10 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
     out["running"] = None
     if lock:
         run = store.get(hx_rollout.RUNS, lock.get("deployment")) or {}
-        out["running"] = {"lock": {k: v for k, v in lock.items() if k != "token"}, "phase": run.get("phase")}
+        out["running"] = {"lock": {k: v for k, v in lock.items() if k != "token"}, "phase": run.get("phase"),
+                          "outcome": run.get("outcome")}
+        if run.get("strategy") == "canary":
+            out["canary"] = _canary_view(run)
     out["state"] = store.get(hx_rollout.APPS, app)
     lines = [f"{app}: live color {out['live']}"]
     for lb, weights in sorted((out.get("weights") or {}).items()):
@@ -375,11 +452,75 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
         lines.append(f"  {host}: {shown}")
     if out["running"]:
         lines.append(f"  running: {out['running']['lock'].get('deployment')} phase {out['running']['phase']}")
+    if out.get("canary"):
+        lines.extend("  " + line for line in _canary_lines(out["canary"]))
     warm = (out["state"] or {}).get("warm")
     if warm:
         lines.append(f"  warm: {warm['color']} until {time.strftime('%H:%M:%S', time.gmtime(warm['until']))} UTC")
     _say("\n".join(lines))
     return hx_runner.finish(__context__, out)
+
+
+def _canary_view(record):
+    """Where a canary stands: step, weights, the last verdict with its figures."""
+    c = record.get("canary") or {}
+    last = c.get("last") or {}
+    return {
+        "deployment": record.get("id"),
+        "version": record.get("version"),
+        "outcome": record.get("outcome"),
+        "state": c.get("state"),
+        "canary_color": c.get("canary"),
+        "stable_color": c.get("stable"),
+        "step": c.get("current"),
+        "steps": [s.get("percent", "pause") for s in c.get("steps") or []],
+        "percent": c.get("percent"),
+        "weights": c.get("weights"),
+        "paused_reason": c.get("paused_reason") if c.get("state") == "paused" else None,
+        "last_verdict": {k: last.get(k) for k in ("step", "percent", "verdict", "reasons", "share", "canary", "stable",
+                                                  "health")} if last else None,
+    }
+
+
+def _canary_lines(view):
+    w = view.get("weights") or {}
+    lines = [
+        f"canary {view['version']} ({view['deployment']}): {view['state']} at step {view['step']} of "
+        f"{len(view['steps'])} {view['steps']}, {view['percent']}% "
+        f"(weights {view['canary_color']}={w.get('canary')}, {view['stable_color']}={w.get('stable')})"
+    ]
+    if view.get("paused_reason"):
+        lines.append(f"  paused: {view['paused_reason']}")
+    last = view.get("last_verdict")
+    if last:
+        cf, sf = last.get("canary") or {}, last.get("stable") or {}
+        lines.append(
+            f"  last verdict (step {last['step']}, {last['percent']}%): {last['verdict']}: {'; '.join(last['reasons'])}"
+        )
+        lines.append(
+            f"    canary {cf.get('requests')} requests, {cf.get('errors')} errors ({cf.get('error_rate')}%), "
+            f"avg {cf.get('response_time')} ms; stable {sf.get('requests')} requests ({sf.get('error_rate')}%), "
+            f"avg {sf.get('response_time')} ms; served {last.get('share')}%; "
+            f"health {(last.get('health') or {}).get('success_rate')}%"
+        )
+    return lines
+
+
+def _step_rows(record):
+    return [
+        {
+            "step": r.get("step"),
+            "percent": r.get("percent"),
+            "weights": r.get("weights"),
+            "share": r.get("share"),
+            "verdict": r.get("verdict"),
+            "reasons": r.get("reasons"),
+            "canary": r.get("canary"),
+            "stable": r.get("stable"),
+            "health": r.get("health"),
+        }
+        for r in ((record.get("canary") or {}).get("results") or [])
+    ]
 
 
 def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
@@ -408,10 +549,16 @@ def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
             "duration": r.get("duration"),
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.get("started", 0))),
             "reason": r.get("reason"),
+            "steps": _step_rows(r) if r.get("strategy") == "canary" else None,
         }
         for r in runs[: int(limit)]
     ]
     shown = [dict(r, reason=(r["reason"] or "")[:90]) for r in rows]
+    for row in shown:
+        if row["steps"]:
+            row["strategy"] = "canary " + ",".join(
+                f"{s['percent']}%:{s['verdict']}" for s in row["steps"]
+            )
     _say(hx_fleet.render_table(("started", "app", "strategy", "version", "from", "to", "outcome", "duration", "reason"), shown))
     return {"result": True, "deployments": rows, "records": {r["id"]: r for r in runs[: int(limit)]}}
 
@@ -542,3 +689,535 @@ def unlock(app, **kwargs):
     store.release(hx_rollout.LOCKS, app)
     hx_events.audit(__opts__, "deploy.lock_broken", app, "ok", who=_caller(kwargs), holder=held)
     return {"result": True, "app": app, "was": held, "comment": "lock released" if held else "no lock was held"}
+
+
+# -- canary ---------------------------------------------------------------------
+
+ANSIBLE_KEYS = ("canary_traffic_percentage", "canary_monitoring_time")
+# What counts as success for each operator action (salt-run exits 0).
+OK_OUTCOMES = {
+    "pause": ("paused",),
+    "resume": ("succeeded", "paused"),
+    "promote": ("succeeded",),
+    "abort": ("aborted",),
+}
+
+
+class _Control(Exception):
+    """An operator's pause/promote/abort reached the running canary."""
+
+    def __init__(self, action, by):
+        super().__init__(action)
+        self.action = action
+        self.by = by
+
+
+def _canary_conf(cfg, steps, step_interval, kwargs):
+    """Pillar ``hx:apps:<app>:canary`` overridden by the call's arguments (checked, nothing changed on error)."""
+    extra = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+    unknown = sorted(set(extra) - set(hx_canary.DEFAULTS) - set(ANSIBLE_KEYS) - {"keep_warm"})
+    if unknown:
+        allowed = sorted(set(hx_canary.DEFAULTS) | set(ANSIBLE_KEYS) | {"keep_warm", "break_lock"})
+        raise ValueError(f"{unknown[0]}: unknown argument (allowed: {', '.join(allowed)})")
+    overrides = {k: extra.get(k) for k in hx_canary.DEFAULTS if k not in ("steps", "step_interval")}
+    overrides.update(steps=steps, step_interval=step_interval)
+    if extra.get("canary_traffic_percentage") is not None:
+        if steps is not None:
+            raise ValueError("steps: give either steps or canary_traffic_percentage, not both")
+        overrides["steps"] = hx_canary.ansible_steps(
+            extra["canary_traffic_percentage"], extra.get("canary_monitoring_time")
+        )
+    elif extra.get("canary_monitoring_time") is not None:
+        raise ValueError("canary_monitoring_time: needs canary_traffic_percentage (or use steps/step_interval)")
+    return hx_canary.merge(cfg["canary"], overrides)
+
+
+def _take_lock(store, app, record_id, user):
+    """Make this process the holder of the lock a canary record holds (resume/abort/promote)."""
+    token = uuid.uuid4().hex
+    with hx_audit.lock(__opts__, f"{hx_rollout.LOCKS}/{app}"):  # the lock Store.acquire/release take
+        held = store.get(hx_rollout.LOCKS, app)
+        if not held or held.get("deployment") != record_id:
+            return None, held
+        store.put(hx_rollout.LOCKS, app, dict(held, token=token, pid=os.getpid(), master=__opts__.get("id"),
+                                             user=user, state="running"))
+    return token, held
+
+
+def _mark_lock(store, app, token, **fields):
+    with hx_audit.lock(__opts__, f"{hx_rollout.LOCKS}/{app}"):  # the lock Store.acquire/release take
+        held = store.get(hx_rollout.LOCKS, app)
+        if held and held.get("token") == token:
+            store.put(hx_rollout.LOCKS, app, dict(held, **fields))
+
+
+def _control(store, ro):
+    """The pending operator action for this canary, consumed; None when there is none."""
+    ctl = store.get(hx_rollout.CONTROL, ro.app)
+    if not ctl or ctl.get("deployment") != ro.record["id"]:
+        return None
+    store.delete(hx_rollout.CONTROL, ro.app)
+    if ctl.get("action") == "resume":
+        return None
+    return ctl
+
+
+def _check(store, ro):
+    ctl = _control(store, ro)
+    if ctl:
+        raise _Control(ctl["action"], ctl.get("by"))
+
+
+def _wait(store, ro, seconds):
+    """Sleep ``seconds`` in short slices, raising _Control as soon as an operator acts."""
+    end = time.monotonic() + seconds
+    while True:
+        _check(store, ro)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.25, left))
+
+
+def _health_polls(ro, color, version):
+    """One health poll of ``color`` on every app host: [(host, ok, why)]."""
+    try:
+        seen = ro.slot_versions()
+    except hx_rollout.StepError as exc:
+        return [(h, False, str(exc)[:200]) for h in sorted(ro.cfg["hosts"])]
+    out = []
+    for host in sorted(ro.cfg["hosts"]):
+        slot = (seen.get(host) or {}).get(color)
+        out.append((host, hx_rollout.slot_ok(slot, version), None if hx_rollout.slot_ok(slot, version)
+                    else hx_rollout._slot_text(slot)))  # pylint: disable=protected-access
+    return out
+
+
+def _one_step(store, ro, step, number):
+    """Move traffic to this step's share, watch it, return the step's result entry."""
+    c = ro.record["canary"]
+    conf, cfg = c["conf"], ro.cfg
+    by = hx_apps.servers_by_color(cfg)
+    canary, stable = c["canary"], c["stable"]
+    weight = int(cfg["deploy"]["weight"])
+    wc, ws = hx_canary.step_weights(step["percent"], weight)
+    weights = hx_canary.server_weights(by[canary], by[stable], step["percent"], weight)
+    _check(store, ro)
+    interval = step.get("interval") or conf["step_interval"]
+    c.update(current=number, percent=step["percent"], weights={"canary": wc, "stable": ws})
+    ro.phase("shift", step=number, percent=step["percent"], weights=weights, interval=interval)
+    ro.set_weights(weights, f"step {number}: {step['percent']}% of traffic to {canary}")
+    _say(f"step {number}: {step['percent']}% on {canary} (weights {canary} {wc}, {stable} {ws}); watching {interval}s")
+    limits = hx_canary.limits(conf)
+    before = ro.lb_stats()
+    began = time.monotonic()
+    deadline = began + interval
+    polls = []
+    sample = max(0.5, float(conf["sample_interval"]))
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            _wait(store, ro, min(sample, remaining))
+        polls.extend(_health_polls(ro, canary, ro.record["version"]))
+        after = ro.lb_stats()
+        cf = hx_analysis.window(before, after, by[canary])
+        sf = hx_analysis.window(before, after, by[stable])
+        judged = hx_analysis.judge(cf, limits, baseline=sf if sf["requests"] else None)
+        done = time.monotonic() >= deadline
+        if judged["verdict"] == "fail" or done:
+            break
+        _say(
+            f"step {number}: canary {cf['requests']} requests, {cf['errors']} errors, avg {cf['response_time']} ms; "
+            f"stable {sf['requests']} requests, avg {sf['response_time']} ms ({int(deadline - time.monotonic())}s left)"
+        )
+    ok, total, rate = hx_canary.health_rate([p[1] for p in polls])
+    health = {"ok": ok, "polls": total, "success_rate": rate,
+              "failures": sorted({f"{h}: {why}" for h, good, why in polls if not good})[:5]}
+    verdict = hx_canary.decide(judged, health, conf["success_threshold"])
+    served = cf["requests"] + sf["requests"]
+    return {
+        "step": number,
+        "percent": step["percent"],
+        "weights": {"canary": wc, "stable": ws},
+        "expected_share": hx_canary.share(wc, ws),
+        "share": round(100.0 * cf["requests"] / served, 2) if served else None,
+        "interval": interval,
+        "watched": round(time.monotonic() - began, 2),
+        "verdict": verdict["verdict"],
+        "reasons": verdict["reasons"],
+        "canary": cf,
+        "stable": sf,
+        "health": health,
+        "repeat": c.get("repeats", 0),
+        "at": round(time.time(), 3),
+    }
+
+
+def _canary_rollback(store, ro, reason, outcome="rolled_back"):
+    """Stable color back to full weight first, canary to 0, verified; the canary slot stays for cleanup."""
+    c = ro.record["canary"]
+    stable, canary = c["stable"], c["canary"]
+    ro.phase("rollback", color=stable, reason=reason, result="started")
+    _say(f"rolling back: traffic back to {stable} ({reason})")
+    try:
+        seen = ro.set_weights(hx_apps.target_weights(ro.cfg, stable), f"restore traffic to {stable}")
+    except hx_rollout.StepError as again:
+        c["state"] = "rollback_failed"
+        return ro.finish("rollback_failed", f"{reason}; rollback: {again}")
+    c.update(state=outcome, percent=0, weights={"canary": 0, "stable": int(ro.cfg["deploy"]["weight"])})
+    ro.phase("rolled_back", color=stable, weights=seen)
+    state = store.get(hx_rollout.APPS, ro.app, {}) or {}
+    prev = state.get("warm") or {}
+    # The canary color holds the rejected release: cleanup stops it after
+    # keep_warm; a later rollback goes back to what that color held before.
+    state.update(
+        live=stable,
+        warm={"color": canary, "version": prev.get("version") if prev.get("color") == canary else None,
+              "until": time.time() + c["keep_warm"]},
+        updated=time.time(),
+    )
+    store.put(hx_rollout.APPS, ro.app, state)
+    return ro.finish(outcome, reason)
+
+
+def _canary_promote(store, ro, by=None):
+    c = ro.record["canary"]
+    canary, stable = c["canary"], c["stable"]
+    full = hx_apps.target_weights(ro.cfg, canary)
+    ro.phase("promote", color=canary, weights=full, by=by)
+    seen = ro.set_weights(full, f"promote {canary}")
+    c.update(state="promoted", percent=100, weights={"canary": int(ro.cfg["deploy"]["weight"]), "stable": 0})
+    _remember(ro.cfg, canary, stable, ro.record.get("previous_versions") or {}, c["keep_warm"], ro.record)
+    ro.phase("warm", color=stable, seconds=c["keep_warm"], weights=seen)
+    _say(f"promoted: all traffic on {canary}; {stable} kept warm {c['keep_warm']}s")
+    return ro.finish("succeeded")
+
+
+def _canary_pause(store, ro, token, reason):
+    c = ro.record["canary"]
+    c.update(state="paused", paused_reason=reason, paused_at=time.time())
+    ro.record["outcome"] = "paused"
+    ro.phase("paused", step=c.get("current"), percent=c.get("percent"), reason=reason)
+    _mark_lock(store, ro.app, token, state="paused", pid=None)
+    _say(f"paused at step {c.get('current')} ({c.get('percent')}%): {reason}; "
+         f"go on with hx_deploy.resume app={ro.app}, or hx_deploy.promote / hx_deploy.abort")
+    return ro.record
+
+
+def _drive(store, ro, token):
+    """Run the remaining steps of a canary; returns the record (finished or paused)."""
+    c = ro.record["canary"]
+    conf = c["conf"]
+    try:
+        while c["index"] < len(c["steps"]):
+            step = c["steps"][c["index"]]
+            number = c["index"] + 1
+            if step.get("pause"):
+                _check(store, ro)
+                c["index"] += 1
+                c["current"] = number
+                return _canary_pause(store, ro, token, f"step {number} is a pause")
+            entry = _one_step(store, ro, step, number)
+            c.setdefault("results", []).append(entry)
+            c["last"] = entry
+            ro.phase("step", **entry)
+            _say(
+                f"step {number} ({step['percent']}%): served {entry['share']}% of {entry['canary']['requests'] + entry['stable']['requests']} "
+                f"requests, canary error rate {entry['canary']['error_rate']}%, avg {entry['canary']['response_time']} ms "
+                f"(stable {entry['stable']['response_time']} ms), health {entry['health']['success_rate']}% -> "
+                f"{entry['verdict']}: {'; '.join(entry['reasons'])}"
+            )
+            action = hx_canary.after_verdict(entry["verdict"], conf["inconclusive"], c.get("repeats", 0),
+                                             conf["max_repeats"])
+            if action == "rollback":
+                return _canary_rollback(store, ro, f"step {number} ({step['percent']}%) {entry['verdict']}: "
+                                        + "; ".join(entry["reasons"]))
+            if action == "repeat":
+                c["repeats"] = c.get("repeats", 0) + 1
+                continue
+            if action == "pause":
+                c["repeats"] = 0
+                return _canary_pause(store, ro, token, f"step {number} inconclusive: " + "; ".join(entry["reasons"]))
+            c["index"] += 1
+            c["repeats"] = 0
+        return _canary_promote(store, ro)
+    except _Control as ctl:
+        who = ctl.by or "an operator"
+        if ctl.action == "pause":
+            return _canary_pause(store, ro, token, f"paused by {who}")
+        if ctl.action == "promote":
+            return _canary_promote(store, ro, by=who)
+        return _canary_rollback(store, ro, f"aborted by {who}", outcome="aborted")
+    except hx_rollout.StepError as exc:
+        return _canary_rollback(store, ro, str(exc))
+
+
+def _canary_ret(record, ok=("succeeded", "paused")):
+    c = record.get("canary") or {}
+    outcome = record["outcome"]
+    steps = [
+        {k: r.get(k) for k in ("step", "percent", "weights", "share", "verdict", "reasons")}
+        | {"canary": r["canary"], "stable": r["stable"], "health": r["health"]}
+        for r in c.get("results", [])
+    ]
+    if outcome == "succeeded":
+        comment = f"{record['app']} {record['version']} promoted: live on {c.get('canary')}"
+    elif outcome == "paused":
+        comment = (f"{record['app']} {record['version']} paused at step {c.get('current')} ({c.get('percent')}%): "
+                   f"{c.get('paused_reason')}; hx_deploy.resume, promote or abort app={record['app']}")
+    else:
+        comment = f"{record['app']} {record['version']} {outcome}: {record.get('reason')}"
+    ret = {
+        "result": outcome in ok,
+        "outcome": outcome,
+        "deployment": record["id"],
+        "app": record["app"],
+        "version": record["version"],
+        "from_color": record.get("from_color"),
+        "to_color": record.get("to_color"),
+        "step": c.get("current"),
+        "percent": c.get("percent"),
+        "weights": c.get("weights"),
+        "steps": steps,
+        "duration": record.get("duration"),
+        "reason": record.get("reason"),
+        "comment": comment,
+    }
+    return hx_runner.finish(__context__, ret)
+
+
+def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwargs):
+    """
+    Deploy ``version`` of ``app`` to the idle color and move traffic to it in
+    steps, judging every step against the limits and the stable color, then
+    promote it; a failing step rolls back at once.
+
+    app
+        An app defined in pillar ``hx:apps``.
+    version
+        The release to deploy.
+    steps
+        Percentages of traffic on the canary, increasing, in (0, 100]
+        (default ``hx:apps:<app>:canary:steps``, [10, 25, 50, 100]). A
+        ``pause`` entry waits for ``hx_deploy.resume``; ``{percent: 20,
+        interval: 900}`` gives one step its own interval.
+    step_interval
+        Seconds each step is watched (default 60).
+    error_rate, response_time, error_margin, latency_ratio, latency_floor,
+    success_threshold, min_requests, inconclusive, max_repeats, sample_interval
+        Override the pillar's limits for this run (see docs/reference/hx_deploy.md).
+    canary_traffic_percentage, canary_monitoring_time
+        The Ansible framework's single step: ``20`` and ``900`` mean steps
+        ``[{percent: 20, interval: 900}, 100]``.
+    keep_warm
+        Seconds the old color stays running after promotion.
+    break_lock
+        Take over the app's deployment lock left by a dead run.
+
+    Fires ``hx/deploy/<app>/<phase>``: preflight, deploy, verify, shift and
+    step (every step, with its figures and verdict), paused, resumed,
+    promote, warm, rollback, rolled_back, done.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_deploy.canary app=demo version=1.1.0
+        salt-run hx_deploy.canary app=demo version=1.1.0 steps='[5, 25, 100]' step_interval=120
+        salt-run hx_deploy.canary app=demo version=1.1.0 canary_traffic_percentage=20 canary_monitoring_time=900
+    """
+    try:
+        cfg = _cfg(app)
+        hx_releases.validate_version(version)
+        conf = _canary_conf(cfg, steps, step_interval, kwargs)
+        keep_warm = _duration(dict(kwargs), "keep_warm", cfg)
+    except ValueError as exc:
+        return _refuse(str(exc), app=app, version=version)
+    ro = hx_rollout.Rollout(
+        __opts__, cfg, version, "canary", progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
+    )
+    store = hx_store.Store(__opts__)
+    token, holder = _lock(store, cfg, ro, break_lock)
+    if not token:
+        return _refuse(f"another deployment of {app} is running: {_holder_text(holder)}", app=app, holder=holder)
+    record = None
+    try:
+        store.delete(hx_rollout.CONTROL, app)
+        ro.record["canary"] = {"conf": conf, "steps": conf["steps"], "index": 0, "results": [], "state": "deploying",
+                               "keep_warm": keep_warm, "current": None, "percent": 0, "weights": None}
+        ro.phase("preflight")
+        live, running = _preflight(ro)
+        idle = hx_apps.other(live)
+        ro.record.update(from_color=live, to_color=idle, previous_versions=running)
+        ro.record["canary"].update(canary=idle, stable=live)
+        _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); "
+             f"canary {version} on {idle}, steps {[s.get('percent', 'pause') for s in conf['steps']]}")
+        ro.phase("deploy", color=idle)
+        ro.hosts(
+            "hx_release.install",
+            f"install {version} into {idle}",
+            kwarg={"app": app, "version": version, "slot": idle},
+            timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
+        )
+        ro.phase("verify", color=idle)
+        ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
+        ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
+    except hx_rollout.StepError as exc:
+        record = ro.finish("failed", str(exc))
+        store.release(hx_rollout.LOCKS, app, token)
+        return _canary_ret(record)
+    ro.record["canary"]["state"] = "running"
+    try:
+        record = _drive(store, ro, token)
+    finally:
+        if record is None or record["outcome"] != "paused":
+            store.release(hx_rollout.LOCKS, app, token)
+    return _canary_ret(record)
+
+
+def _canary_record(store, app):
+    """(lock holder, canary record) of the canary holding ``app``'s lock, or a reason there is none."""
+    held = store.get(hx_rollout.LOCKS, app)
+    if not held:
+        return None, None, f"no canary of {app} is running or paused"
+    record = store.get(hx_rollout.RUNS, held.get("deployment")) or {}
+    if record.get("strategy") != "canary":
+        return held, None, f"{app} is locked by {_holder_text(held)}; that is not a canary"
+    return held, record, None
+
+
+def _alive(held):
+    """Is the process holding the lock alive? Only knowable on the master that runs it."""
+    if not held.get("pid"):
+        return False
+    if held.get("master") != __opts__.get("id"):
+        return True
+    try:
+        os.kill(int(held["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError):
+        return True
+    return True
+
+
+def _act(app, action, kwargs, timeout=None):
+    """pause/resume/promote/abort: on a paused (or orphaned) canary act here, else signal the running one."""
+    try:
+        cfg = _cfg(app)
+    except ValueError as exc:
+        return _refuse(str(exc), app=app)
+    store = hx_store.Store(__opts__)
+    held, record, why = _canary_record(store, app)
+    if not record:
+        return hx_runner.finish(__context__, {"result": False, "app": app, "comment": why})
+    user = _caller(kwargs)
+    hx_events.audit(__opts__, f"deploy.{action}", app, "requested", who=user, deployment=record["id"])
+    paused = record.get("outcome") == "paused"
+    orphan = not paused and not _alive(held)
+    if not paused and not orphan:
+        if action == "resume":
+            return {"result": True, "app": app, "deployment": record["id"], "outcome": "running",
+                    "comment": f"{record['id']} is running, not paused"}
+        store.put(hx_rollout.CONTROL, app, {"action": action, "deployment": record["id"], "by": user,
+                                            "at": time.time()})
+        _say(f"{action} sent to the running canary {record['id']} (pid {held.get('pid')} on {held.get('master')})")
+        want = ("paused",) if action == "pause" else ("succeeded", "rolled_back", "aborted", "rollback_failed", "failed")
+        deadline = time.monotonic() + float(timeout or 120)
+        while time.monotonic() < deadline:
+            now = store.get(hx_rollout.RUNS, record["id"]) or {}
+            if now.get("outcome") in want or now.get("outcome") not in ("running", None):
+                return _canary_ret(now, ok=OK_OUTCOMES[action])
+            time.sleep(0.25)
+        return hx_runner.finish(__context__, {
+            "result": False, "app": app, "deployment": record["id"],
+            "comment": f"{action} sent, but the canary did not act on it within {timeout or 120}s (still pending)"})
+    if action == "pause":
+        if paused:
+            return _canary_ret(record, ok=OK_OUTCOMES[action])
+    token, _ = _take_lock(store, app, record["id"], user)
+    if not token:
+        return hx_runner.finish(__context__, {"result": False, "app": app,
+                                              "comment": f"could not take over the lock of {record['id']}"})
+    ro = hx_rollout.Rollout.resume(__opts__, cfg, record, progress=_say, user=user, jid=kwargs.get("__pub_jid"))
+    store.delete(hx_rollout.CONTROL, app)
+    result = None
+    try:
+        ro.record["outcome"] = "running"
+        ro.record["canary"]["state"] = "running"
+        if action == "resume":
+            ro.phase("resumed", by=user, step=ro.record["canary"].get("current"))
+        if action in ("resume", "pause"):
+            if action == "pause":  # an orphaned running canary: park it where it is
+                result = _canary_pause(store, ro, token, f"paused by {user} (its run had died)")
+            else:
+                result = _drive(store, ro, token)
+        elif action == "promote":
+            try:
+                result = _canary_promote(store, ro, by=user)
+            except hx_rollout.StepError as exc:
+                result = _canary_rollback(store, ro, f"promotion failed: {exc}")
+        else:
+            result = _canary_rollback(store, ro, f"aborted by {user}", outcome="aborted")
+    finally:
+        if result is None or result["outcome"] != "paused":
+            store.release(hx_rollout.LOCKS, app, token)
+    return _canary_ret(result, ok=OK_OUTCOMES[action])
+
+
+def pause(app, timeout=120, **kwargs):
+    """
+    Pause a running canary where it is: its current weights stay, its run
+    ends with outcome ``paused`` and the lock stays with the canary record
+    (a master restart loses nothing). ``resume`` re-runs the step it was in.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_deploy.pause app=demo
+    """
+    return _act(app, "pause", kwargs, timeout)
+
+
+def resume(app, **kwargs):
+    """
+    Continue a paused canary in this process: the step it paused in is
+    watched again (fresh figures), then the remaining steps and promotion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_deploy.resume app=demo
+    """
+    return _act(app, "resume", kwargs)
+
+
+def promote(app, timeout=120, **kwargs):
+    """
+    Skip the remaining steps of a running or paused canary: all traffic on
+    the canary (read back on every LB), the old color kept warm.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_deploy.promote app=demo
+    """
+    return _act(app, "promote", kwargs, timeout)
+
+
+def abort(app, timeout=120, **kwargs):
+    """
+    Roll a running or paused canary back now: stable color to full weight
+    first, canary to 0, read back on every LB. Works on a paused canary whose
+    run is gone (after a master restart) and on one whose process died.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_deploy.abort app=demo
+    """
+    return _act(app, "abort", kwargs, timeout)

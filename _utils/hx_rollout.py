@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 RUNS = "hx/deploy/runs"
 LOCKS = "hx/deploy/locks"
 APPS = "hx/deploy/apps"
+CONTROL = "hx/deploy/control"  # key <app>: {action, deployment, by, at}, read by a running canary
 
 
 class StepError(Exception):
@@ -64,6 +65,19 @@ class Rollout:
             "hosts": sorted(cfg["hosts"]),
             "lbs": list(cfg["lbs"]),
         }
+
+    @classmethod
+    def resume(cls, opts, cfg, record, progress=None, user=None, jid=None):
+        """Go on with a saved deployment record (a paused canary) in this process."""
+        ro = cls(opts, cfg, record.get("version"), record.get("strategy"), progress=progress, user=user, jid=jid)
+        ro.record = record
+        ro.started = record.get("started", ro.started)
+        if user:
+            # Audit lines name who acts now; the record keeps who started it.
+            record.setdefault("started_by", record.get("user"))
+            record["user"] = user
+        record["jid"] = jid
+        return ro
 
     # -- record, events, audit --------------------------------------------------
     def phase(self, name, **data):
