@@ -411,16 +411,24 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
         hx_incidents.add_timeline(inc, now, "verification",
                                   f"master re-check on {minion}: {current['status'] or 'no answer'} ({current.get('message')})")
         d.create(inc)
-    d.notify(inc["id"], "open")
-    return _act(d, inc, facts, pil, pol, current)
+    # People are told while hx acts: a slow webhook must not delay the fix.
+    # Every later notification waits for this one, so resolve never beats open.
+    opener = threading.Thread(target=d.notify, args=(inc["id"], "open"), daemon=True)
+    opener.start()
+    try:
+        return _act(d, inc, facts, pil, pol, current, opener)
+    finally:
+        opener.join()
 
 
-def _act(d, inc, facts, pil, pol, current):
+def _act(d, inc, facts, pil, pol, current, opener):
     minion, inc_id = inc["minion"], inc["id"]
     spec = hx_remediation.action_for(pol, facts["type"])
     action = spec["action"]
     if action == "recover" and not facts.get("service"):
         action = "notify"  # nothing declared to restart: people must look
+    if action == "notify" or current["status"] is None:
+        opener.join()
     if current["status"] is None:
         d.note(inc_id, "suppressed", "no action: the minion did not answer the re-check")
         return _escalate_or_leave(d, inc_id, "minion unreachable", inc["escalate"], "notified")
@@ -431,6 +439,7 @@ def _act(d, inc, facts, pil, pol, current):
         return _escalate_or_leave(d, inc_id, "classification requires people", inc["escalate"], "notified")
     sup = _suppression(minion, facts, pil, pol)
     if sup:
+        opener.join()
         reason, detail, escalate = sup
         d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
         _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
@@ -439,12 +448,13 @@ def _act(d, inc, facts, pil, pol, current):
     role = _hx(pil, "role")
     ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
     if not ok:
+        opener.join()
         d.note(inc_id, "suppressed", f"{action} not run: {why}")
         _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=why)
         _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "budget"})
         return _escalate_or_leave(d, inc_id, why, True, "suppressed")
     try:
-        return _run_action(d, inc_id, minion, facts, spec, action, pol)
+        return _run_action(d, inc_id, minion, facts, spec, action, pol, opener)
     finally:
         _release_active(minion)
 
@@ -459,7 +469,7 @@ def _escalate_or_leave(d, inc_id, reason, escalate, outcome):
     return {"result": True, "outcome": outcome, "incident": inc_id, "comment": reason}
 
 
-def _run_action(d, inc_id, minion, facts, spec, action, pol):
+def _run_action(d, inc_id, minion, facts, spec, action, pol, opener):
     d.move(inc_id, "remediating", note=f"{action} {facts.get('service') or spec.get('sls')}")
     _fire(minion, action, {"incident": inc_id, "check": facts["check"], "phase": "start"})
     started = time.monotonic()
@@ -479,6 +489,7 @@ def _run_action(d, inc_id, minion, facts, spec, action, pol):
         detail = err or f"state.apply {spec['sls']}: {len(states)} state(s), {changed} changed, {len(failed)} failed"
         acted_ok = outcome == "applied"
     ms = int((time.monotonic() - started) * 1000)
+    opener.join()
     d.note(inc_id, "action", detail, action=action, outcome=outcome, ms=ms)
     _audit(f"remediate.{action}", minion, outcome or "error", incident=inc_id, check=facts["check"],
            service=facts.get("service"), sls=spec.get("sls"), ms=ms, error=err)

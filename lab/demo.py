@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -97,25 +98,116 @@ def _salt_json(argv):
     return docs[-1]
 
 
+def _slot(live):
+    return f"demo-{live}", f"http://{lab.APP_HOSTS['app1']}:{lab.SLOT_PORTS[live]}/health"
+
+
+def _wait(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise SystemExit(f"demo: timed out after {timeout}s waiting for {what}")
+
+
+def _health_pid(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return json.loads(resp.read()).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+def _receiver_lines():
+    path = os.path.join(lab.LAB, "receiver.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _describe_post(post):
+    body = post["body"]
+    if post["path"].startswith("/pagerduty"):
+        return f"PagerDuty {body.get('event_action')} dedup_key={body.get('dedup_key')}"
+    if post["path"].startswith("/alertmanager"):
+        alert = body[0] if isinstance(body, list) and body else {}
+        return f"Alertmanager {alert.get('labels', {}).get('alertname')} endsAt={alert.get('endsAt')}"
+    return f"Slack: {str(body.get('text', ''))[:90]}"
+
+
+def step_incident():
+    live, _ = _live_version()
+    service, url = _slot(live)
+    banner(f"3. Incident response: SIGKILL {service} (the live color) on app1; no command after that")
+    before = {i["id"] for i in _salt_json(["lab/salt-run", "hx_incident.list"]).get("incidents", [])}
+    posts_before = len(_receiver_lines())
+    pid = _health_pid(url)
+    if not pid:
+        raise SystemExit(f"demo: {service} on app1 does not answer {url}")
+    print(f"{service} on app1 runs as pid {pid}; sending SIGKILL at {time.strftime('%H:%M:%S')}")
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    _wait(f"{service} healthy again", lambda: (_health_pid(url) or pid) != pid, 90)
+    healthy = time.monotonic() - killed
+    print(f"healthy again (new pid {_health_pid(url)}) {healthy:.1f}s after the kill: "
+          "beacon -> reactor -> hx_remediate.handle -> hx_service.recover")
+
+    def resolved():
+        for inc in _salt_json(["lab/salt-run", "hx_incident.list", "minion=app1"]).get("incidents", []):
+            if inc["id"] not in before and inc.get("status") == "resolved":
+                return inc
+        return None
+
+    inc = _wait("the incident to be resolved", resolved, 90)
+    full = _salt_json(["lab/salt-run", "hx_incident.show", inc["id"]]).get("incident") or {}
+    print(f"\nincident {full.get('id')} [{full.get('priority')}] {full.get('status')}: {full.get('summary')}")
+    opened = full.get("first_bad_at") or full.get("opened_at") or 0
+    for entry in full.get("timeline", []):
+        print(f"  +{entry['t'] - opened:6.2f}s  {entry['kind']:<13} {entry.get('text', '')[:110]}")
+    _wait("the resolve notification", lambda: any(
+        p["path"].startswith("/pagerduty") and p["body"].get("event_action") == "resolve"
+        for p in _receiver_lines()[posts_before:]), 30)
+    print("\nnotifications received by the lab's webhook receiver:")
+    for post in _receiver_lines()[posts_before:]:
+        print(f"  {_describe_post(post)}")
+    print(f"\ntime from kill to healthy: {healthy:.1f}s (beacon checks every second, 2 cycles of hysteresis)")
+
+
 def step_recover():
     live, _ = _live_version()
-    service = f"demo-{live}"
-    banner(f"3. Automatic recovery: SIGKILL {service} (the live color) on app1, hx_service.recover brings it back")
-    status = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
-    pid = status.get("pid")
-    if not pid:
-        raise SystemExit(f"demo: {service} is not running on app1: {status}")
-    print(f"{service} on app1 runs as pid {pid}; sending SIGKILL")
-    os.kill(pid, signal.SIGKILL)
-    ret = _salt_json(["lab/salt", "app1", "hx_service.recover", service])["app1"]
-    if not isinstance(ret, dict) or ret.get("outcome") != "recovered":
-        raise SystemExit(f"demo: recovery did not succeed: {ret}")
-    after = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
-    print(
-        f"outcome: {ret['outcome']} after {ret['attempts']} attempt(s); "
-        f"time to recover: {ret['time_to_recover_ms']} ms; new pid {after.get('pid')}; "
-        f"budget left: {ret['budget']['remaining']} of {ret['budget']['max']} per {ret['budget']['window']} s"
-    )
+    service, _url = _slot(live)
+    banner(f"4. Manual recovery: automatic remediation switched off, SIGKILL {service}, hx_service.recover by hand")
+    before = {i["id"] for i in _salt_json(["lab/salt-run", "hx_incident.list"]).get("incidents", [])}
+    run(["lab/salt-run", "hx_remediate.disable", "reason=demo: manual recovery"], show=False)
+    try:
+        status = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
+        pid = status.get("pid")
+        if not pid:
+            raise SystemExit(f"demo: {service} is not running on app1: {status}")
+        print(f"{service} on app1 runs as pid {pid}; sending SIGKILL")
+        os.kill(pid, signal.SIGKILL)
+        ret = _salt_json(["lab/salt", "app1", "hx_service.recover", service])["app1"]
+        if not isinstance(ret, dict) or ret.get("outcome") != "recovered":
+            raise SystemExit(f"demo: recovery did not succeed: {ret}")
+        after = _salt_json(["lab/salt", "app1", "hx_service.status", service])["app1"][service]
+        print(
+            f"outcome: {ret['outcome']} after {ret['attempts']} attempt(s); "
+            f"time to recover: {ret['time_to_recover_ms']} ms; new pid {after.get('pid')}; "
+            f"budget left: {ret['budget']['remaining']} of {ret['budget']['max']} per {ret['budget']['window']} s"
+        )
+    finally:
+        run(["lab/salt-run", "hx_remediate.enable"], show=False, check=False)
+    # If the beacon saw the outage before the manual fix, the incident it
+    # opened was escalated (nothing was allowed to act): close it as a person would.
+    for inc in _salt_json(["lab/salt-run", "hx_incident.list", "minion=app1"]).get("incidents", []):
+        if inc["id"] not in before and inc.get("status") not in ("resolved",):
+            run(["lab/salt-run", "hx_incident.ack", inc["id"], "by=demo"], show=False, check=False)
+            run(["lab/salt-run", "hx_incident.resolve", inc["id"], "by=demo", "note=recovered by hand"],
+                show=False, check=False)
+            print(f"incident {inc['id']} (opened while remediation was off) acknowledged and resolved by hand")
 
 
 def _live_version():
@@ -149,7 +241,7 @@ def _deploy_under_load(version, label):
 
 
 def step_blue_green():
-    banner("4. Blue-green: deploy a new version under steady load, then a broken one")
+    banner("5. Blue-green: deploy a new version under steady load, then a broken one")
     live, versions = _live_version()
     print(f"live color {live}, running {', '.join(sorted(v for v in versions if v))}")
     good = "1.2.0" if "1.1.0" in versions else "1.1.0"
@@ -173,6 +265,8 @@ def step_next():
         "  lab/salt app1 hx_health.forecast      # when will a disk fill up?\n"
         "  lab/salt-run hx_report.health         # the fleet table again\n"
         "  lab/salt app1 hx_service.discover     # managed services: state, pid, uptime, health\n"
+        "  lab/salt-run hx_incident.list                              # incidents, P1 first\n"
+        "  lab/salt-run hx_incident.report <INC-id>                   # the postmortem draft\n"
         "  lab/salt-run hx_deploy.status app=demo                     # live color, weights, versions\n"
         "  lab/salt-run hx_deploy.plan app=demo version=1.2.0         # what a deployment would do\n"
         "  lab/salt-run hx_deploy.rollback app=demo                   # back to the previous version\n"
@@ -182,7 +276,7 @@ def step_next():
     )
 
 
-STEPS = [step_lab, step_health, step_recover, step_blue_green, step_next]
+STEPS = [step_lab, step_health, step_incident, step_recover, step_blue_green, step_next]
 
 
 def main():

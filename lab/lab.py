@@ -123,12 +123,16 @@ def _app_pillar(mid, ports):
              "on_demand": True}
         )
     return {
+        # The health beacon watches what should be up (the live color) and the
+        # reactor hands every transition to hx_remediate.handle.
+        "beacons": {"hx_health": [{"for_cycles": 2}]},
         "hx": {
+            "role": "app",
             "supervisord": _supervisor_pillar(mid),
             "services": services,
             "apps": {"demo": {"address": addr, "root": os.path.join(_host_dir(mid), "apps")}},
             # Pillar lists replace each other when merged: repeat the common checks.
-            "health": {"checks": checks},
+            "health": {"checks": checks, "thresholds": LAB_THRESHOLDS},
         }
     }
 
@@ -152,7 +156,8 @@ def _lb_pillar(mid, ports):
             },
             "health": {
                 "checks": _common_checks(ports)
-                + [{"name": "demo_frontend", "kind": "http", "url": f"http://{FRONTEND}/health", "timeout": 2}]
+                + [{"name": "demo_frontend", "kind": "http", "url": f"http://{FRONTEND}/health", "timeout": 2}],
+                "thresholds": LAB_THRESHOLDS,
             },
         }
     }
@@ -211,8 +216,39 @@ def _lb_programs(mid):
     }
 
 
+def _incident_settings(ports):
+    url = f"http://127.0.0.1:{ports['receiver_port']}"
+    return {
+        "hx_incident": {
+            "escalation_timeout": 120,
+            "channels": {
+                "pd": {"kind": "pagerduty", "routing_key": "lab-routing-key", "url": f"{url}/pagerduty"},
+                "slack": {"kind": "slack", "url": f"{url}/slack"},
+                "am": {"kind": "alertmanager", "url": f"{url}/alertmanager"},
+            },
+            "levels": [
+                {"name": "L1", "notify": ["pd", "slack"], "contacts": ["team lead"]},
+                {"name": "L2", "notify": ["pd", "slack"], "contacts": ["engineering manager"]},
+                {"name": "L3", "notify": ["slack"], "contacts": ["executives"]},
+            ],
+            "on_open": ["pd", "am", "slack"],
+            "delivery": {"timeout": 2, "retries": 2, "backoff": 0.2},
+        }
+    }
+
+
+# The lab packs a dozen daemons onto a small machine: CPU and load thresholds
+# are raised so they report real trouble, not the lab's own busyness.
+LAB_THRESHOLDS = {"cpu": {"warning": 90, "critical": 98}, "load": {"warning": 12, "critical": 24}}
+
+
 def _lab_pillar(ports):
-    return {"hx": {"apps": _apps_pillar(), "health": {"checks": _common_checks(ports)}}}
+    return {
+        "hx": {
+            "apps": _apps_pillar(),
+            "health": {"checks": _common_checks(ports), "thresholds": LAB_THRESHOLDS},
+        }
+    }
 
 
 def build_releases():
@@ -248,6 +284,8 @@ def configure(ports):
         },
     )
     _write(os.path.join(master_dir, "master.d", "hx.conf"), _render_install_conf("master.d/hx.conf"))
+    # Master-only incident settings (channels are secrets: never in pillar).
+    _yaml(os.path.join(master_dir, "hx_ops.yaml"), _incident_settings(ports))
     # Sorted after hx.conf, so the lab's own pillar root comes first.
     # Sorted after hx.conf: the lab's own pillar root comes first, and release
     # artifacts are served as salt://releases/.
@@ -296,6 +334,11 @@ def configure(ports):
             "-l",
             "quiet",
         ]
+    # Where incident notifications go in the lab (Slack/PagerDuty/Alertmanager formats).
+    programs["receiver"] = [
+        sys.executable, "-m", "tests.support.webhook", "--port", str(ports["receiver_port"]),
+        "--log", os.path.join(LAB, "receiver.jsonl"),
+    ]
     for mid in list(APP_HOSTS) + ["lb1"]:
         programs[f"supervisord-{mid}"] = [
             sys.executable,
@@ -321,6 +364,7 @@ def configure(ports):
         lines += [
             f"[program:{name}]",
             "command=" + " ".join(argv),
+            f"directory={REPO}",
             "autorestart=true",
             "startsecs=1",
             "stopasgroup=true",
@@ -385,7 +429,7 @@ def up(_args):
     if os.path.isdir(LAB):
         _sweep()  # a previous lab that died uncleanly
         shutil.rmtree(LAB)
-    ports = {"publish_port": _free_port(), "ret_port": _free_port()}
+    ports = {"publish_port": _free_port(), "ret_port": _free_port(), "receiver_port": _free_port()}
     configure(ports)
     build_releases()
     _write(os.path.join(LAB, "ports.json"), json.dumps(ports))
@@ -506,6 +550,7 @@ def collect():
         "salt-call": os.path.join(REPO, "lab", "salt-call"),
     }
     info["urls"]["demo app through HAProxy"] = f"http://{FRONTEND}/"
+    info["urls"]["notification receiver"] = f"http://127.0.0.1:{ports['receiver_port']} (log: {LAB}/receiver.jsonl)"
     for mid, addr in APP_HOSTS.items():
         for color, port in SLOT_PORTS.items():
             info["urls"][f"demo on {mid} ({color})"] = f"http://{addr}:{port}/"

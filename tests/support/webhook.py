@@ -4,6 +4,11 @@
 ``.fail_next(n, status=500, retry_after=None)`` answers the next ``n`` POSTs
 with ``status``; ``.stop()`` makes it "down" (connections refused) and
 ``.start()`` brings it back on the same port. Nagle is off (DESIGN.md).
+
+The lab runs it as its notification receiver (every POST appended to a
+JSON-lines file)::
+
+    python -m tests.support.webhook --port 9095 --log .lab/receiver.jsonl
 """
 import http.server
 import json
@@ -32,8 +37,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, retry_after = 202, None
             if recv.failures:
                 status, retry_after = recv.failures.pop(0)
-            recv.all_posts.append({"path": self.path, "body": body, "headers": dict(self.headers),
-                                   "t": time.time(), "status": status})
+            post = {"path": self.path, "body": body, "headers": dict(self.headers), "t": time.time(), "status": status}
+            recv.all_posts.append(post)
+            if recv.log_path:
+                with open(recv.log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({k: v for k, v in post.items() if k != "headers"}) + "\n")
         payload = json.dumps({"status": "ok" if status < 300 else "error"}).encode()
         self.send_response(status)
         if retry_after is not None:
@@ -45,8 +53,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self, port=None):
+    def __init__(self, port=None, log_path=None):
         self.port = port or free_port()
+        self.log_path = log_path
         self.lock = threading.Lock()
         self.all_posts = []
         self.failures = []
@@ -95,3 +104,21 @@ class Receiver:
                 return found
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {self.posts}")
+
+
+def main():
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    parser = argparse.ArgumentParser(description="webhook receiver on 127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", required=True, help="append every POST here as a JSON line")
+    args = parser.parse_args()
+    recv = Receiver(args.port, log_path=args.log).start()
+    try:
+        recv._thread.join()  # pylint: disable=protected-access
+    except KeyboardInterrupt:
+        recv.stop()
+
+
+if __name__ == "__main__":
+    main()
