@@ -293,9 +293,9 @@ def _prechecks(run, hosts, cfgs, services_arg):
             health = list(cfg["health_checks"])
         else:
             health = [c["name"] for c in chk if not c.get("on_demand")] if configured else []
-            # the checks of what must run, even on_demand ones (an idle color's are)
-            for svc in critical:
-                health += [h for h in (ret.get(svc) or {}).get("health_checks") or [] if h not in health]
+        # plus the checks of what must run, even on_demand ones (an idle color's are)
+        for svc in critical:
+            health += [h for h in (ret.get(svc) or {}).get("health_checks") or [] if h not in health]
         missing = [h for h in health if configured and h not in configured]
         if missing:
             problems.append(f"{host}: health checks not in hx:health:checks: {', '.join(missing)}")

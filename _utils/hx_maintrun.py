@@ -30,7 +30,7 @@ DEFAULTS = {
     "backup": None,  # {path, pattern, max_age_hours}; None = no backup configured
     "stop_services": [],  # hx:services stopped while the host is patched
     "critical_services": None,  # None = every hx:services entry running before maintenance
-    "health_checks": None,  # None = every configured (not on_demand) check + those of the critical services
+    "health_checks": None,  # None = every configured check not on_demand; always + the critical services' checks
     "health_ok": ["ok", "warning"],  # hx_health statuses that pass
     "app_logs": [],  # paths scanned for ERROR/CRITICAL/FATAL lines
     "log_window_minutes": 10,

@@ -208,10 +208,9 @@ def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clea
     assert {o["server"] for o in data["out_of_rotation"]} == {"hx-m1_blue", "hx-m1_green"}
     assert data["compliance"]["verification_passed"] is False
     assert data["compliance"]["window_respected"] is True
-    assert data["incidents"], data
-    if "error" not in data["incidents"][0]:
-        inc = fleet.run.run("hx_incident.show", data["incidents"][0]["id"])
-        assert inc.returncode == 0 and "hx-m1" in inc.stdout
+    assert [i.get("host") for i in data["incidents"]] == ["hx-m1"], data["incidents"]
+    inc = fleet.run.run("hx_incident.show", data["incidents"][0]["id"])
+    assert inc.returncode == 0 and "hx-m1" in inc.stdout and data["run"] in inc.stdout
     with open(data["report"]["csv"], encoding="utf-8") as fh:
         last = fh.read().splitlines()[-1].split(",")
     assert (last[1], last[5]) == ("hx-m1", "false")
@@ -303,8 +302,6 @@ def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
     assert plan.returncode == 0, plan.stdout
     assert plan.data["would_run"] is True and plan.data["batches"] == [["hx-m1"], ["hx-m2"]]
     assert any("drain hx-m1:demo/hx-m1_blue" in s for s in plan.data["steps"]), plan.data["steps"]
-    refused = fleet.run.run("hx_maint.plan", "tgt=hx-m*", "batch=2")
-    assert refused.returncode != 0 and "no live server" in " ".join(refused.data["refusals"])
     dry = fleet.run.run("state.orchestrate", "orch.maintenance", 'pillar={"tgt": "hx-m*", "batch": 1}', "test=True")
     assert dry.returncode == 0, dry.stdout
     assert "would run maintenance" in dry.stdout
