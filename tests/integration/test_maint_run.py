@@ -15,13 +15,8 @@ import time
 
 import pytest
 
-try:  # the Fleet may move to tests/support (shared by deployment tests)
-    from tests.support.fleet import Fleet
-except ImportError:
-    from tests.integration.test_deploy import Fleet
-
-from tests.integration.conftest import MASTER_ID  # noqa: F401  (pillar of the master = app definitions)
 from tests.support.deps import require_binary
+from tests.support.fleet import Fleet
 
 HOSTS = ("hx-m1", "hx-m2")
 RATE = 100
