@@ -414,20 +414,24 @@ def _probe_process(check):
 # ---------------------------------------------------------------- configured checks
 
 
-def checks(names=None):
+def checks(names=None, on_demand=False):
     """
     The configured checks (pillar ``hx:health:checks``) after validation,
     with defaults filled in; runs nothing.  A malformed configuration or an
-    unknown name raises SaltInvocationError naming it.
+    unknown name raises SaltInvocationError naming it. Without names: the
+    routine checks, plus the ``on_demand`` ones when ``on_demand=True``.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' hx_health.checks
+        salt '*' hx_health.checks on_demand=True
         salt '*' hx_health.checks names=app_http,sshd
     """
     configured = _configured_checks()
+    if on_demand and names is None:
+        return configured
     try:
         return hx_checks.select(configured, _names(names))
     except ValueError as exc:

@@ -271,7 +271,7 @@ def _prechecks(run, hosts, cfgs, services_arg):
             problems.append(f"load balancer {lb}: {str(ret)[:300]}")
     facts = {}
     discover = _call(hosts, "hx_service.discover")
-    checks = _call(hosts, "hx_health.checks")
+    checks = _call(hosts, "hx_health.checks", kwarg={"on_demand": True})
     grains = _call(hosts, "grains.get", arg=["os_family"])
     for host in hosts:
         ok, ret, _ = discover[host]

@@ -271,16 +271,24 @@ def step_next():
         "  lab/salt-run hx_deploy.plan app=demo version=1.2.0         # what a deployment would do\n"
         "  lab/salt-run hx_deploy.rollback app=demo                   # back to the previous version\n"
         "  lab/salt-run state.orchestrate orch.blue_green pillar='{\"app\": \"demo\", \"version\": \"1.1.0\"}'\n"
+        "  lab/salt-run hx_maint.plan tgt='app*' batch=1              # a rolling maintenance run, planned\n"
         "  make lab-status                       # what runs where (also .lab/lab.json)\n"
         "  make lab-down                         # stop everything and remove .lab/\n"
     )
 
 
-STEPS = [step_lab, step_health, step_incident, step_recover, step_blue_green, step_next]
+def _later_steps():
+    # demo_maint imports this module: import it once this one is loaded.
+    from demo_maint import step_maintenance  # pylint: disable=import-outside-toplevel
+
+    return [step_maintenance]
+
+
+STEPS = [step_lab, step_health, step_incident, step_recover, step_blue_green]
 
 
 def main():
-    for step in STEPS:
+    for step in STEPS + _later_steps() + [step_next]:
         step()
     return 0
 

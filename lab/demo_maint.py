@@ -67,7 +67,7 @@ def _backup(host, cfg):
 
 
 def step_maintenance():
-    demo.banner("5. Rolling maintenance: app1 then app2 out of rotation, patched, verified, back; traffic never stops")
+    demo.banner("7. Rolling maintenance: app1 then app2 out of rotation, patched, verified, back; traffic never stops")
     from loadgen import LoadGen  # pylint: disable=import-outside-toplevel
 
     settings = _settings()

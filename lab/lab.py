@@ -133,6 +133,16 @@ def _app_pillar(mid, ports):
             "apps": {"demo": {"address": addr, "root": os.path.join(_host_dir(mid), "apps")}},
             # Pillar lists replace each other when merged: repeat the common checks.
             "health": {"checks": checks, "thresholds": LAB_THRESHOLDS},
+            # Rolling maintenance (hx_maint.run): patching is limited to a package
+            # that does not exist, so the lab never upgrades this machine.
+            "maintenance": {
+                "backup": {"path": os.path.join(LAB, "backups", mid), "pattern": "*.tar.gz", "max_age_hours": 24},
+                "stop_services": ["demo-blue", "demo-green"],
+                "health_checks": ["salt_master"],
+                "app_logs": [os.path.join(_host_dir(mid), f"demo-{c}.log") for c in SLOT_PORTS],
+                "cleanup": {"tmp_dirs": [os.path.join(_host_dir(mid), "tmp")], "max_age_days": 7, "pkg_cache": False},
+                "patch": {"pkgs": ["hx-ops-lab-none"], "refresh": False},
+            },
         }
     }
 
