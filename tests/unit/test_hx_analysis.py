@@ -69,7 +69,7 @@ def test_window_counts_errors_and_rate():
 
 def test_window_without_requests():
     got = a.window({"s": row(10, 1)}, {"s": row(10, 1)}, ["s"])
-    assert got == {"requests": 0, "errors": 0, "error_rate": None, "response_time": None}
+    assert got == {"requests": 0, "errors": 0, "error_rate": None, "response_time": None, "response_time_error": None}
 
 
 def test_merge_keeps_each_lb_for_the_rtime_estimate():
@@ -131,3 +131,39 @@ def test_judge_against_stable(canary, stable, verdict, reason):
 def test_judge_without_baseline_uses_absolute_limits():
     assert a.judge(figs(500, 0, 61.0), LIMITS)["verdict"] == "pass"
     assert a.judge(figs(500, 50, 1.0), LIMITS)["verdict"] == "fail"
+
+
+@given(st.integers(min_value=0, max_value=20000), st.integers(min_value=0, max_value=80),
+       st.integers(min_value=1, max_value=3000), st.integers(min_value=0, max_value=200))
+def test_interval_rtime_error_bounds_the_truth(history, history_ms, new, new_ms):
+    sim = SlidingAverage()
+    for _ in range(history):
+        sim.add(history_ms)
+    r0, c0 = sim.rtime(), sim.count
+    for _ in range(new):
+        sim.add(new_ms)
+    value, error = a.interval_rtime(r0, c0, sim.rtime(), sim.count, with_error=True)
+    if error is not None:
+        assert abs(value - new_ms) <= error + 0.5, (value, error)
+
+
+def test_strict_window_leaves_out_what_it_cannot_know():
+    sim = SlidingAverage()
+    for _ in range(5000):
+        sim.add(60)  # the previous release, slow
+    before = {"s": row(sim.count, sim.rtime())}
+    for _ in range(20):
+        sim.add(1)
+    after = {"s": row(sim.count, sim.rtime())}
+    loose = a.window(before, after, ["s"])
+    assert loose["response_time"] >= 50 and loose["response_time_error"] is None  # HAProxy's (old) average
+    strict = a.window(before, after, ["s"], strict=True)
+    assert strict["requests"] == 20 and strict["response_time"] is None
+
+
+def test_judge_fails_latency_only_beyond_the_rounding_bound():
+    canary = dict(figs(80, 0, 22.0), response_time_error=13.0)
+    stable = dict(figs(700, 0, 0.0), response_time_error=0.5)
+    assert a.judge(canary, LIMITS, baseline=stable)["verdict"] == "pass"
+    canary = dict(figs(300, 0, 61.0), response_time_error=3.6)
+    assert a.judge(canary, LIMITS, baseline=stable)["verdict"] == "fail"
