@@ -31,6 +31,8 @@ _SLOT_KEYS = {"port", "service"}
 # The same hx:apps:<app> block also says how the master rolls the app out;
 # hx_apps validates these keys, this module only lets them through.
 ROLLOUT_KEYS = {"hosts", "lbs", "backend", "server", "frontend", "deploy", "canary"}
+# Read by the salt://hx/app formula only (the command each slot runs).
+FORMULA_KEYS = {"run"}
 
 
 # --------------------------------------------------------------------------
@@ -193,9 +195,11 @@ def validate_app_config(app, raw):
         raw = {}
     if not isinstance(raw, dict):
         raise ValueError(f"hx:apps:{app}: must be a mapping, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _APP_KEYS - ROLLOUT_KEYS)
+    unknown = sorted(set(raw) - _APP_KEYS - ROLLOUT_KEYS - FORMULA_KEYS)
     if unknown:
-        raise _err(app, unknown[0], f"unknown key (known: {', '.join(sorted(_APP_KEYS | ROLLOUT_KEYS))})")
+        raise _err(app, unknown[0], f"unknown key (known: {', '.join(sorted(_APP_KEYS | ROLLOUT_KEYS | FORMULA_KEYS))})")
+    if "run" in raw and (not isinstance(raw["run"], str) or "{slot_dir}" not in raw["run"]):
+        raise _err(app, "run", "must be a command template containing {slot_dir}")
     cfg = {"app": app}
     root = raw.get("root", DEFAULT_ROOT)
     if not isinstance(root, str) or not root.startswith("/"):

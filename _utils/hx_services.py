@@ -109,16 +109,21 @@ def validate_services(raw):
 
 
 def validate_supervisord(raw):
-    """``hx:supervisord: {conf: path, bin_env: path}`` (both optional)."""
+    """``hx:supervisord: {conf, bin_env, include_dir, log_dir}`` (paths, all optional).
+
+    ``include_dir``/``log_dir`` are where salt://hx/app writes slot programs
+    and their logs.
+    """
+    keys = ("conf", "bin_env", "include_dir", "log_dir")
     if raw is None:
-        return {"conf": None, "bin_env": None}
+        return dict.fromkeys(keys)
     if not isinstance(raw, dict):
         raise ValueError(f"hx:supervisord must be a mapping, got {type(raw).__name__}")
-    extra = sorted(set(raw) - {"conf", "bin_env"})
+    extra = sorted(set(raw) - set(keys))
     if extra:
-        raise ValueError(f"hx:supervisord:{extra[0]}: unknown key (known: bin_env, conf)")
+        raise ValueError(f"hx:supervisord:{extra[0]}: unknown key (known: {', '.join(sorted(keys))})")
     out = {}
-    for key in ("conf", "bin_env"):
+    for key in keys:
         val = raw.get(key)
         if val is not None and (not isinstance(val, str) or not val):
             raise ValueError(f"hx:supervisord:{key}: must be a non-empty string, got {val!r}")

@@ -102,7 +102,13 @@ def _common_checks(ports):
 
 
 def _supervisor_pillar(mid):
-    return {"conf": os.path.join(_host_dir(mid), "supervisord.conf"), "bin_env": os.path.dirname(VENV_BIN)}
+    return {
+        "conf": os.path.join(_host_dir(mid), "supervisord.conf"),
+        "bin_env": os.path.dirname(VENV_BIN),
+        # salt://hx/app writes the app slots' programs here.
+        "include_dir": os.path.join(_host_dir(mid), "conf.d"),
+        "log_dir": _host_dir(mid),
+    }
 
 
 def _app_pillar(mid, ports):
@@ -130,7 +136,14 @@ def _app_pillar(mid, ports):
             "role": "app",
             "supervisord": _supervisor_pillar(mid),
             "services": services,
-            "apps": {"demo": {"address": addr, "root": os.path.join(_host_dir(mid), "apps")}},
+            "apps": {
+                "demo": {
+                    "address": addr,
+                    "root": os.path.join(_host_dir(mid), "apps"),
+                    "run": f"{sys.executable} {{slot_dir}}/app.py --release-dir {{slot_dir}} --bind {{address}}"
+                    f" --port {{port}} --control {_host_dir(mid)}/{{app}}-{{color}}.control.json",
+                }
+            },
             # Pillar lists replace each other when merged: repeat the common checks.
             "health": {"checks": checks, "thresholds": LAB_THRESHOLDS},
             # Rolling maintenance (hx_maint.run): patching is limited to a package
@@ -194,6 +207,8 @@ def _supervisord_conf(mid, programs):
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "[supervisorctl]",
         f"serverurl=unix://{hdir}/supervisor.sock",
+        "[include]",
+        f"files={hdir}/conf.d/*.conf",
     ]
     for name, command in programs.items():
         lines += [
@@ -208,15 +223,6 @@ def _supervisord_conf(mid, programs):
             "redirect_stderr=true",
         ]
     return "\n".join(lines) + "\n"
-
-
-def _app_programs(mid):
-    root = os.path.join(_host_dir(mid), "apps", "demo")
-    return {
-        f"demo-{color}": f"{sys.executable} {root}/{color}/app.py --release-dir {root}/{color}"
-        f" --bind {APP_HOSTS[mid]} --port {port} --control {_host_dir(mid)}/demo-{color}.control.json"
-        for color, port in SLOT_PORTS.items()
-    }
 
 
 def _lb_programs(mid):
@@ -308,7 +314,8 @@ def configure(ports):
     )
     top = {"*": ["lab"]}
     _yaml(os.path.join(LAB, "pillar", "lab.sls"), _lab_pillar(ports))
-    hosts = {mid: (_app_pillar, _app_programs) for mid in APP_HOSTS}
+    # App hosts start with no program: salt://hx/app adds the slots.
+    hosts = {mid: (_app_pillar, lambda _mid: {}) for mid in APP_HOSTS}
     hosts["lb1"] = (_lb_pillar, _lb_programs)
     for mid, (pillar, programs) in hosts.items():
         top[mid] = [f"lab_{mid}"]
@@ -456,9 +463,15 @@ def up(_args):
 
 
 def bootstrap():
-    """First release on blue of every app host, then HAProxy on lb1 (blue live)."""
-    print(f"lab: installing demo {FIRST_VERSION} into blue on {', '.join(APP_HOSTS)} ...", flush=True)
+    """The app slots, the first release on blue of every app host, then HAProxy on lb1 (blue live)."""
     hosts = ",".join(APP_HOSTS)
+    print(f"lab: applying hx.app on {', '.join(APP_HOSTS)} ...", flush=True)
+    got = _salt("-L", hosts, "state.apply", "hx.app", timeout=180)
+    failed = {m: [v.get("comment") for v in (r or {}).values() if isinstance(v, dict) and not v.get("result")]
+              for m, r in got.items()} if isinstance(got, dict) else {}
+    if set(got) < set(APP_HOSTS) or any(failed.values()) or any(not isinstance(r, dict) for r in got.values()):
+        raise SystemExit(f"lab: state.apply hx.app failed: {json.dumps(got, indent=1)[:2000]}")
+    print(f"lab: installing demo {FIRST_VERSION} into blue on {', '.join(APP_HOSTS)} ...", flush=True)
     got = _salt("-L", hosts, "hx_release.install", "app=demo", f"version={FIRST_VERSION}", "slot=blue", timeout=180)
     bad = {m: r for m, r in got.items() if not isinstance(r, dict)} if set(got) >= set(APP_HOSTS) else got
     if bad or set(got) < set(APP_HOSTS):

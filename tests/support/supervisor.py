@@ -17,9 +17,14 @@ def demo_command(port, version="1.0.0", *flags):
 
 
 class Supervisor:
-    def __init__(self, root, programs):
-        """``programs``: {name: {"command": ..., optional supervisord keys}}."""
+    def __init__(self, root, programs, include_dir=None):
+        """``programs``: {name: {"command": ..., optional supervisord keys}}.
+
+        ``include_dir``: programs in ``<include_dir>/*.conf`` are read too
+        (what salt://hx/app writes).
+        """
         self.root = str(root)
+        self.include_dir = include_dir
         self.conf = os.path.join(self.root, "supervisord.conf")
         self.log = os.path.join(self.root, "supervisord.log")
         self.programs = programs
@@ -40,6 +45,8 @@ class Supervisor:
             "[supervisorctl]",
             f"serverurl=unix://{self.root}/supervisor.sock",
         ]
+        if self.include_dir:
+            lines += ["[include]", f"files={self.include_dir}/*.conf"]
         for name, prog in self.programs.items():
             settings = {"autostart": "false", "autorestart": "false", "startsecs": "1", "stopwaitsecs": "30"}
             settings.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in prog.items()})

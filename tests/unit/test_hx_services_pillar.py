@@ -74,8 +74,11 @@ def test_empty_pillar_is_no_services():
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        (None, {"conf": None, "bin_env": None}),
-        ({"conf": "/etc/supervisord.conf"}, {"conf": "/etc/supervisord.conf", "bin_env": None}),
+        (None, {"conf": None, "bin_env": None, "include_dir": None, "log_dir": None}),
+        (
+            {"conf": "/etc/supervisord.conf", "include_dir": "/etc/supervisor/conf.d"},
+            {"conf": "/etc/supervisord.conf", "bin_env": None, "include_dir": "/etc/supervisor/conf.d", "log_dir": None},
+        ),
     ],
 )
 def test_supervisord(raw, expected):
