@@ -14,6 +14,7 @@ same loopback addresses), sends steady load through HAProxy and measures:
   and the failed requests each let through.
 
     .venv/bin/python bench/bench_canary.py [--good 3] [--bad 3] [--rate 400]
+    .venv/bin/python bench/bench_canary.py --lab .lab     # on a lab already up (left up)
 """
 import argparse
 import json
@@ -24,7 +25,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "lab"))
-BENCH_LAB = os.path.join(REPO, ".lab-bench")
+BENCH_LAB = os.path.join(REPO, ".lab-bench")  # --lab points it at a lab already up
 PY = sys.executable
 VENV_BIN = os.path.dirname(PY)
 
@@ -113,22 +114,30 @@ def main():
     p.add_argument("--bad", type=int, default=3, help="failing canaries for the rollback time")
     p.add_argument("--rate", type=float, default=400, help="requests/s through HAProxy")
     p.add_argument("--interval", type=float, default=6, help="seconds per step")
+    p.add_argument("--lab", default=None, help="use the lab already up in this folder (e.g. .lab); left up")
     args = p.parse_args()
-    main_lab = subprocess.run([PY, os.path.join(REPO, "lab", "lab.py"), "status"], capture_output=True, text=True,
-                              check=False)
-    if "lab: down" not in main_lab.stdout:
-        raise SystemExit("the main lab is up and uses the same addresses: run `make lab-down` first")
-    print(f"== starting a lab in {BENCH_LAB}", flush=True)
-    up = lab("up")
+    global BENCH_LAB  # pylint: disable=global-statement
+    own = args.lab is None
+    if own:
+        main_lab = subprocess.run([PY, os.path.join(REPO, "lab", "lab.py"), "status"], capture_output=True,
+                                  text=True, check=False)
+        if "lab: down" not in main_lab.stdout:
+            raise SystemExit("the main lab is up and uses the same addresses: run `make lab-down` first "
+                             "(or measure on it with --lab .lab)")
+        print(f"== starting a lab in {BENCH_LAB}", flush=True)
+        up = lab("up")
+    else:
+        BENCH_LAB = os.path.abspath(args.lab)
     try:
-        if up.returncode:
+        if own and up.returncode:
             raise SystemExit(f"lab up failed:\n{up.stdout}{up.stderr}")
         print(f"== share accuracy: steps {STEPS}, {args.interval:g}s each, {args.rate:g} requests/s", flush=True)
         errors = accuracy(args.good, args.rate, args.interval)
         print(f"== rollback: {BAD} at 10 %", flush=True)
         times, failed = rollback_speed(args.bad, args.rate, args.interval)
     finally:
-        lab("down")
+        if own:
+            lab("down")
     print("\nstep %   abs error pp (max)   abs error pp (mean)")
     for percent, errs in sorted(errors.items()):
         print(f"{percent:>6}   {max(errs):18.3f}   {statistics.mean(errs):19.3f}")
