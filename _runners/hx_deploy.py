@@ -114,7 +114,6 @@ def _holder_text(holder):
 
 
 def _preflight(ro):
-    cfg = ro.cfg
     ro.hosts("test.ping", "app hosts answer")
     ro.lbs("test.ping", "load balancers answer")
     live = ro.live_color()
@@ -160,6 +159,20 @@ def _bake(ro, color, seconds, before):
             raise hx_rollout.StepError("bake failed: " + "; ".join(verdict["reasons"]))
         if time.monotonic() >= deadline:
             return verdict
+
+
+def _park(ro, color):
+    """Stop the idle color after a release failed before any traffic moved.
+
+    It never served; left running unhealthy it would keep the health beacon
+    and remediation busy. The release stays installed for inspection.
+    """
+    service = ro.cfg["slots"][color]["service"]
+    try:
+        ro.hosts("hx_service.stop", f"stop {service}", arg=[service], timeout=120)
+        ro.phase("parked", color=color, service=service)
+    except hx_rollout.StepError as exc:
+        ro.phase("parked", color=color, service=service, result="failed", error=str(exc))
 
 
 def _restore(ro, live, reason):
@@ -266,6 +279,8 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
             except hx_rollout.StepError as again:
                 record = ro.finish("rollback_failed", f"{reason}; rollback: {again}")
         else:
+            if ro.record.get("to_color"):
+                _park(ro, ro.record["to_color"])
             record = ro.finish("failed", reason)
     finally:
         store.release(hx_rollout.LOCKS, app, token)

@@ -279,9 +279,10 @@ def step_next():
 
 def _later_steps():
     # demo_maint imports this module: import it once this one is loaded.
+    from demo_canary import step_canary  # pylint: disable=import-outside-toplevel
     from demo_maint import step_maintenance  # pylint: disable=import-outside-toplevel
 
-    return [step_maintenance]
+    return [step_canary, step_maintenance]
 
 
 STEPS = [step_lab, step_health, step_incident, step_recover, step_blue_green]

@@ -103,7 +103,7 @@ def _canary(version, label):
 
 
 def step_canary():
-    print("\n=== Canary: a good release promoted step by step, then one answering 5xx rolled back\n", flush=True)
+    print("\n=== 6. Canary: a good release promoted step by step, then one answering 5xx rolled back\n", flush=True)
     good, live = _good_version()
     print(f"live color {live}; steps {STEPS}, {STEP_INTERVAL}s each, {RATE} requests/s through HAProxy\n")
     plan, _ = salt_run("hx_deploy.plan", "app=demo", f"version={good}", "strategy=canary", f"steps={STEPS}",

@@ -71,6 +71,9 @@ def test_version_failing_health_never_gets_traffic(fleet):
     last = history(fleet)[0]
     assert (last["version"], last["outcome"]) == ("2.0.0-bad", "failed")
     assert last["reason"]
+    idle = "green" if live == "blue" else "blue"
+    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    assert all(slots[idle]["state"] == "stopped" for slots in status["versions"].values()), status["versions"]
 
 
 def test_version_with_5xx_is_rolled_back_during_bake(fleet):
