@@ -19,8 +19,12 @@ venv: $(STAMP)
 sysdeps:
 	@scripts/sysdeps
 
+# Test modules run in parallel, a module per worker (each worker has its own
+# salt-master and minions): most of the suite waits on daemons, not on CPU.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) sysdeps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/functional
