@@ -488,6 +488,9 @@ def sync():
     missing = set(MINIONS) - set(synced)
     if missing:
         raise SystemExit(f"lab: saltutil.sync_all got no answer from {', '.join(sorted(missing))}")
+    # Beacons configured in pillar were set up when the minion started, before
+    # the hx_health beacon module was synced: without a refresh they never run.
+    _salt("*", "saltutil.refresh_beacons", timeout=60)
     res = subprocess.run(
         [os.path.join(VENV_BIN, "salt-run"), "-c", os.path.join(LAB, "master"), "--out=json", "saltutil.sync_all"],
         capture_output=True,
