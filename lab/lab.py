@@ -481,6 +481,10 @@ def bootstrap():
     failed = [v.get("comment") for v in (got or {}).values() if isinstance(v, dict) and not v.get("result")]
     if not isinstance(got, dict) or failed:
         raise SystemExit(f"lab: state.apply hx.haproxy on lb1 failed: {failed or got}")
+    # Beacons named in pillar were set up when each minion started, before the
+    # hx_health beacon was synced and before the slots existed: start them
+    # afresh now that everything they watch is there.
+    _salt("*", "saltutil.refresh_beacons", timeout=60)
 
 
 def sync():
@@ -488,9 +492,7 @@ def sync():
     missing = set(MINIONS) - set(synced)
     if missing:
         raise SystemExit(f"lab: saltutil.sync_all got no answer from {', '.join(sorted(missing))}")
-    # Beacons configured in pillar were set up when the minion started, before
-    # the hx_health beacon module was synced: without a refresh they never run.
-    _salt("*", "saltutil.refresh_beacons", timeout=60)
+
     res = subprocess.run(
         [os.path.join(VENV_BIN, "salt-run"), "-c", os.path.join(LAB, "master"), "--out=json", "saltutil.sync_all"],
         capture_output=True,
