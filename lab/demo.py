@@ -144,6 +144,10 @@ def step_incident():
     banner(f"3. Incident response: SIGKILL {service} (the live color) on app1; no command after that")
     before = {i["id"] for i in _salt_json(["lab/salt-run", "hx_incident.list"]).get("incidents", [])}
     posts_before = len(_receiver_lines())
+    # A fresh lab's pillar beacon may not run yet (see the closing note of the
+    # first session): start it afresh and give it two cycles to take a baseline.
+    run(["lab/salt", "app1", "saltutil.refresh_beacons"], show=False)
+    time.sleep(3)
     pid = _health_pid(url)
     if not pid:
         raise SystemExit(f"demo: {service} on app1 does not answer {url}")
