@@ -154,7 +154,16 @@ def step_incident():
     print(f"{service} on app1 runs as pid {pid}; sending SIGKILL at {time.strftime('%H:%M:%S')}")
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    _wait(f"{service} healthy again", lambda: (_health_pid(url) or pid) != pid, 90)
+    try:
+        _wait(f"{service} healthy again", lambda: (_health_pid(url) or pid) != pid, 60)
+    except SystemExit:
+        # Known open defect (issue #6): in a fresh lab the pillar beacon
+        # sometimes stays silent. Say so plainly, fix it by hand, go on.
+        print(f"NOT REMEDIATED: no beacon event within 60 s (open defect, see issue #6). "
+              f"Recovering by hand: lab/salt app1 hx_service.recover {service}")
+        ret = _salt_json(["lab/salt", "app1", "hx_service.recover", service])["app1"]
+        print(f"hand recovery: {ret.get('outcome') if isinstance(ret, dict) else ret}")
+        return
     healthy = time.monotonic() - killed
     print(f"healthy again (new pid {_health_pid(url)}) {healthy:.1f}s after the kill: "
           "beacon -> reactor -> hx_remediate.handle -> hx_service.recover")
