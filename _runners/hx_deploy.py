@@ -113,6 +113,20 @@ def _holder_text(holder):
     )
 
 
+def _begin(cfg, version, strategy, break_lock, kwargs):
+    """A recorded rollout holding the app's lock, or the refusal to return."""
+    ro = hx_rollout.Rollout(
+        __opts__, cfg, version, strategy, progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
+    )
+    store = hx_store.Store(__opts__)
+    token, holder = _lock(store, cfg, ro, break_lock)
+    if not token:
+        refused = _refuse(f"another deployment of {cfg['app']} is running: {_holder_text(holder)}",
+                          app=cfg["app"], holder=holder)
+        return ro, store, None, refused
+    return ro, store, token, None
+
+
 def _preflight(ro):
     ro.hosts("test.ping", "app hosts answer")
     ro.lbs("test.ping", "load balancers answer")
@@ -233,13 +247,9 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
         keep_warm = _duration(dict(kwargs, keep_warm=keep_warm), "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
-    ro = hx_rollout.Rollout(
-        __opts__, cfg, version, "blue_green", progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
-    )
-    store = hx_store.Store(__opts__)
-    token, holder = _lock(store, cfg, ro, break_lock)
-    if not token:
-        return _refuse(f"another deployment of {app} is running: {_holder_text(holder)}", app=app, holder=holder)
+    ro, store, token, refused = _begin(cfg, version, "blue_green", break_lock, kwargs)
+    if refused:
+        return refused
     switched = False
     live = None
     try:
@@ -594,13 +604,9 @@ def rollback(app, break_lock=False, **kwargs):
         cfg = _cfg(app)
     except ValueError as exc:
         return _refuse(str(exc), app=app)
-    ro = hx_rollout.Rollout(
-        __opts__, cfg, None, "rollback", progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
-    )
-    store = hx_store.Store(__opts__)
-    token, holder = _lock(store, cfg, ro, break_lock)
-    if not token:
-        return _refuse(f"another deployment of {app} is running: {_holder_text(holder)}", app=app, holder=holder)
+    ro, store, token, refused = _begin(cfg, None, "rollback", break_lock, kwargs)
+    if refused:
+        return refused
     try:
         ro.phase("preflight")
         live = ro.live_color()
@@ -1048,13 +1054,9 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         keep_warm = _duration(dict(kwargs), "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
-    ro = hx_rollout.Rollout(
-        __opts__, cfg, version, "canary", progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
-    )
-    store = hx_store.Store(__opts__)
-    token, holder = _lock(store, cfg, ro, break_lock)
-    if not token:
-        return _refuse(f"another deployment of {app} is running: {_holder_text(holder)}", app=app, holder=holder)
+    ro, store, token, refused = _begin(cfg, version, "canary", break_lock, kwargs)
+    if refused:
+        return refused
     record = None
     try:
         store.delete(hx_rollout.CONTROL, app)

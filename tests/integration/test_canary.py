@@ -114,6 +114,7 @@ def test_good_canary_is_promoted_with_exact_shares(fleet, event_listener, master
 
 def test_version_with_5xx_is_rolled_back_at_the_first_step(fleet):
     stable = fleet.live()
+    serving = fleet.sample_versions()["versions"]  # whatever earlier tests left live
     load = fleet.load(rate=FAST, threads=8)
     ret = canary(fleet, "2.2.0-5xx20", "steps=[10, 50, 100]", "step_interval=6")
     result = load.stop()
@@ -126,7 +127,7 @@ def test_version_with_5xx_is_rolled_back_at_the_first_step(fleet):
     assert first["canary"]["error_rate"] >= 10, first
     assert fleet.live() == stable
     assert colors(fleet)[stable] == 100
-    assert fleet.sample_versions()["versions"] == {"1.1.0": 200}
+    assert fleet.sample_versions()["versions"] == serving
     # At most what the whole first step could have let through: 10 % of the
     # traffic for 6 s answering 20 % 5xx (the fail verdict comes earlier).
     bound = 0.10 * 6 * FAST * 0.20
