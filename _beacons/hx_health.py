@@ -5,7 +5,10 @@ Health transitions as events: runs the minion's ``hx_health`` checks and fires
 ``for_cycles`` consecutive runs. Also fires ``.../hx_health/forecast<mount>``
 when ``hx_health.forecast`` predicts a mount crossing its critical threshold
 within ``horizon`` hours, and ``.../hx_health/config/error`` once when the
-check configuration is broken.
+check configuration is broken. While a check stays non-ok the event is sent
+again every ``repeat_every`` seconds (``repeat: N`` in the data): a reaction
+lost on the way (a master restarting, a reactor whose runner client predates
+the runner) gets another chance instead of leaving the failure unhandled.
 
 Every event is signed with the minion's key (``sig``): the master cannot
 otherwise tell a real beacon event from one another minion forged
@@ -20,6 +23,7 @@ otherwise tell a real beacon event from one another minion forged
         - horizon: 24          # h, disk forecast horizon; 0 turns forecasts off
         - forecast_every: 300  # s between forecasts
         - checks: [app_http]   # default: every configured check
+        - repeat_every: 60     # s between repeats of a non-ok status; 0 = transitions only
 """
 import importlib
 import logging
@@ -37,7 +41,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "hx_health"
 
-DEFAULTS = {"for_cycles": 2, "horizon": 24, "forecast_every": 300, "checks": None, "sign": True}
+DEFAULTS = {"for_cycles": 2, "horizon": 24, "forecast_every": 300, "repeat_every": 60, "checks": None, "sign": True}
 KNOWN = set(DEFAULTS) | {"interval", "_beacon_name", "enabled", "disable_during_state_run"}
 STATUSES = ("ok", "warning", "critical", "unknown")
 CTX = "hx_health_beacon"
@@ -69,7 +73,7 @@ def _settings(config):
     n = out["for_cycles"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"for_cycles must be an integer >= 1, got {n!r}")
-    for key in ("horizon", "forecast_every"):
+    for key in ("horizon", "forecast_every", "repeat_every"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise ValueError(f"{key} must be a number >= 0, got {v!r}")
@@ -151,15 +155,43 @@ def _watched():
     return names or None
 
 
+def _report(cfg, name, res, status, previous, since, **extra):
+    data = {
+        "check": name,
+        "status": status,
+        "previous": previous,
+        "value": res.get("value"),
+        "threshold": res.get("threshold"),
+        "message": res.get("message"),
+        "kind": res.get("kind"),
+        "since": since,
+        "cycles": cfg["for_cycles"],
+        **extra,
+    }
+    svc = _service_of(name)
+    if svc:
+        data["service"] = svc
+    return _event(cfg, name, **data)
+
+
 def _transitions(cfg, state, results, now):
-    """Hysteresis: report a status only after it held ``for_cycles`` runs in a row."""
+    """Hysteresis: report a status only after it held ``for_cycles`` runs in a row.
+
+    A reported non-ok status is repeated every ``repeat_every`` s while it
+    holds: the master dedupes repeats onto the open incident, and acts on one
+    only when no incident exists, which is when the first report was lost.
+    """
     events = []
     seen = state["checks"]
     for name, res in sorted(results.items()):
         status = res.get("status") if res.get("status") in STATUSES else "unknown"
-        st = seen.setdefault(name, {"reported": "ok", "candidate": None, "count": 0, "since": None})
+        st = seen.setdefault(name, {"reported": "ok", "candidate": None, "count": 0, "since": None,
+                                    "reported_since": None, "sent": None, "repeats": 0})
         if status == st["reported"]:
             st.update(candidate=None, count=0, since=None)
+            if status != "ok" and cfg["repeat_every"] and now - st["sent"] >= cfg["repeat_every"]:
+                st.update(sent=now, repeats=st["repeats"] + 1)
+                events.append(_report(cfg, name, res, status, status, st["reported_since"], repeat=st["repeats"]))
             continue
         if status == st["candidate"]:
             st["count"] += 1
@@ -168,22 +200,8 @@ def _transitions(cfg, state, results, now):
         if st["count"] < cfg["for_cycles"]:
             continue
         previous = st["reported"]
-        st.update(reported=status, candidate=None, count=0)
-        data = {
-            "check": name,
-            "status": status,
-            "previous": previous,
-            "value": res.get("value"),
-            "threshold": res.get("threshold"),
-            "message": res.get("message"),
-            "kind": res.get("kind"),
-            "since": st["since"],
-            "cycles": cfg["for_cycles"],
-        }
-        svc = _service_of(name)
-        if svc:
-            data["service"] = svc
-        events.append(_event(cfg, name, **data))
+        st.update(reported=status, reported_since=st["since"], candidate=None, count=0, sent=now, repeats=0)
+        events.append(_report(cfg, name, res, status, previous, st["since"]))
     # Checks removed from the config: forget them (a re-added one starts at ok).
     for name in set(seen) - set(results):
         del seen[name]

@@ -410,6 +410,11 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
         inc["escalation_timeout"] = icfg["escalation_timeout"]
         hx_incidents.add_timeline(inc, now, "verification",
                                   f"master re-check on {minion}: {current['status'] or 'no answer'} ({current.get('message')})")
+        repeat = payload.get("repeat")
+        if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0:
+            hx_incidents.add_timeline(inc, now, "detection",
+                                      f"opened from the beacon's repeat #{repeat}: no incident existed, so the "
+                                      "first report of this condition got no reaction on the master")
         d.create(inc)
     # People are told while hx acts: a slow webhook must not delay the fix.
     # Every later notification waits for this one, so resolve never beats open.
@@ -549,6 +554,30 @@ def enable(by=None):
     _cache().flush(SWITCH_BANK, "switch")
     hx_audit.write(__opts__, who, "remediate.enable", "*", "enabled")
     return {"result": True, "comment": f"automatic remediation enabled by {who}"}
+
+
+def release(minion, by=None):
+    """
+    Give ``minion`` a fresh master-side remediation budget (the per-minion
+    count of ``hx_remediation:budget:minion``), once a person has dealt with
+    what spent it. The minion's own restart budget and quarantine are
+    ``hx_service.release`` on the minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hx_remediate.release minion=app1
+    """
+    if not isinstance(minion, str) or not minion or minion != minion.strip() or "*" in minion:
+        return hx_runner.finish(__context__, {"result": False, "comment": f"minion must be one minion id, got {minion!r}"})
+    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    with hx_audit.lock(__opts__, "remediate-budget"):
+        stamps = (_cache().fetch(BUDGET_BANK, minion) or {}).get("stamps", [])
+        _cache().flush(BUDGET_BANK, minion)
+    hx_audit.write(__opts__, who, "remediate.release", minion, "released", spent=len(stamps))
+    return {"result": True, "comment": f"remediation budget of {minion} reset by {who} ({len(stamps)} remediation(s) forgotten)",
+            "released": len(stamps)}
 
 
 def status():

@@ -10,14 +10,11 @@ import os
 import pytest
 import yaml
 
+from tests.support.masterconf import install_conf
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINION_IDS = ("hx-m1", "hx-m2")
 MASTER_ID = "hx-master"
-
-
-def install_conf():
-    with open(os.path.join(REPO, "conf", "master.d", "hx.conf"), encoding="utf-8") as fh:
-        return yaml.safe_load(fh.read().replace("/srv/hx-ops", REPO))
 
 
 class PillarTree:
@@ -97,9 +94,10 @@ def minions(master, salt_cli, salt_run_cli):
     for factory in factories.values():
         factory.start()
     try:
-        ret = salt_cli.run("saltutil.sync_all", minion_tgt="hx-m*")
-        assert ret.returncode == 0, ret
+        # The master first, then the minions: the order docs/install.md gives.
         ret = salt_run_cli.run("saltutil.sync_all")
+        assert ret.returncode == 0, ret
+        ret = salt_cli.run("saltutil.sync_all", minion_tgt="hx-m*")
         assert ret.returncode == 0, ret
         yield factories
     finally:

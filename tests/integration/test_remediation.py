@@ -69,7 +69,7 @@ def hx_config(master):
     """Writes the master's hx_ops.yaml (read by the runners at call time); removed afterwards."""
     path = os.path.join(master.config_dir, "hx_ops.yaml")
 
-    def write(receiver_url, timeout=2, **extra_incident):
+    def write(receiver_url, timeout=2, remediation=None, **extra_incident):
         incident = {
             "escalation_timeout": timeout,
             "channels": {
@@ -87,7 +87,7 @@ def hx_config(master):
         }
         incident.update(extra_incident)
         with open(path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump({"hx_incident": incident, "hx_remediation": {"recheck_timeout": 20}}, fh)
+            yaml.safe_dump({"hx_incident": incident, "hx_remediation": {"recheck_timeout": 20, **(remediation or {})}}, fh)
 
     yield write
     if os.path.exists(path):
@@ -390,3 +390,43 @@ def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, sa
                    60, "the incident to be resolved")[0]
     assert inc["check"] == "service/demo" and inc["type"] == "service_down"
     assert show(salt_run_cli, inc["id"])["facts"]["signed"] is False
+
+
+def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run_cli, pillar, lab, ports, minions,
+                                                              master, hx_config, receiver):
+    hx_config(receiver.url, remediation={"budget": {"minion": {"max": 1, "window": 3600}}})
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert salt_run_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0  # earlier tests spent some
+
+    def fail_stormy(nonce):
+        payload = sign(minions["hx-m1"], "hx-m1", "stormy_http",
+                       {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
+        fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}])
+
+    def resolved_count():
+        return len([i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"])
+
+    assert lab.pid("stormy") is None
+    fail_stormy("b1")
+    wait_for(lambda: healthy(ports["stormy"]) and resolved_count() == 1, 60, "the first failure remediated")
+
+    lab.ctl("stop", "stormy")
+    fail_stormy("b2")
+    held = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since], 60,
+                    "the second remediation to be held back")[0]
+    assert held["result"] == "budget" and "1/1" in held["detail"], held
+    assert show(salt_run_cli, held["incident"])["status"] == "escalated", "people must look when the budget is spent"
+    assert lab.pid("stormy") is None
+
+    bad = salt_run_cli.run("hx_remediate.release", "minion=*")
+    assert bad.returncode != 0 and "one minion id" in bad.data["comment"], bad
+    ret = salt_run_cli.run("hx_remediate.release", "minion=hx-m1", "by=alice")
+    assert ret.returncode == 0 and ret.data["released"] == 1, ret
+    assert [a for a in audit(master, "remediate.release") if a["ts"] >= since][-1]["who"] == "alice"
+    status = salt_run_cli.run("hx_remediate.status").data
+    assert status["budgets"].get("hx-m1", {"used": 0})["used"] == 0, status["budgets"]
+
+    salt_run_cli.run("hx_incident.resolve", held["incident"], "by=alice")
+    fail_stormy("b3")
+    wait_for(lambda: healthy(ports["stormy"]) and resolved_count() == 3, 60, "remediation again after the release")
