@@ -43,6 +43,7 @@ try:
     import hx_budget
     import hx_deps
     import hx_services
+    import hx_supervisor
 
     _IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by __virtual__
@@ -222,7 +223,36 @@ class _Supervisord:
             cmd + list(args), timeout=timeout, python_shell=False, ignore_retcode=True
         )
 
+    def _rpc_state(self):
+        """The state straight from supervisord's socket, or None when only supervisorctl can ask."""
+        path = hx_supervisor.socket_path(self.conf)
+        if not path:
+            return None
+        try:
+            info = hx_supervisor.process_info(path, self.program)
+        except hx_supervisor.UnknownProgram:
+            raise CommandExecutionError(
+                f"{self.name}: program '{self.program}' is not known to {self._where()}"
+            ) from None
+        except OSError as exc:
+            raise CommandExecutionError(f"{self.name}: cannot reach {self._where()}: {exc}") from None
+        except Exception as exc:  # pylint: disable=broad-except
+            log.debug("hx_service: XML-RPC status of %s failed (%s); asking supervisorctl", self.program, exc)
+            return None
+        raw = info.get("statename")
+        running = raw == "RUNNING"
+        return {
+            "state": _SV_STATES.get(raw, "unknown"),
+            "raw": raw,
+            "pid": info.get("pid") if running else None,
+            "uptime_s": max(0, int(info.get("now", 0)) - int(info.get("start", 0))) if running else None,
+            "detail": info.get("description") or "",
+        }
+
     def state(self):
+        found = self._rpc_state()
+        if found is not None:
+            return found
         # Not supervisord.status_raw: supervisorctl exits 3 for every state but
         # RUNNING and Salt then logs an ERROR per poll while a service starts.
         ret = self._ctl("status", self.program)
