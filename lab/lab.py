@@ -294,7 +294,7 @@ def configure(ports):
             "ret_port": ports["ret_port"],
             "auto_accept": True,
             "worker_threads": 4,
-            "log_file": os.path.join(logs, "master.log"),
+            "log_file": os.path.join(master_dir, "master.log"),
             "log_level_logfile": "info",
             "default_include": "master.d/*.conf",
         },
@@ -335,13 +335,17 @@ def configure(ports):
                 "publish_port": ports["publish_port"],
                 "acceptance_wait_time": 1,
                 "random_reauth_delay": 0,
-                "log_file": os.path.join(logs, f"minion-{mid}.log"),
+                "log_file": os.path.join(mdir, "minion.log"),
                 "log_level_logfile": "info",
                 "grains": grains,
                 "default_include": "minion.d/*.conf",
             },
         )
         _write(os.path.join(mdir, "minion.d", "hx.conf"), _render_install_conf("minion.d/hx.conf"))
+    # Salt keeps a log_file inside root_dir; .lab/logs links to each one.
+    os.symlink(os.path.join(master_dir, "master.log"), os.path.join(logs, "master.log"))
+    for mid in MINIONS:
+        os.symlink(os.path.join(LAB, "minions", mid, "minion.log"), os.path.join(logs, f"minion-{mid}.log"))
     programs = {"salt-master": [os.path.join(VENV_BIN, "salt-master"), "-c", master_dir, "-l", "quiet"]}
     for mid in MINIONS:
         programs[f"minion-{mid}"] = [
@@ -481,18 +485,14 @@ def bootstrap():
     failed = [v.get("comment") for v in (got or {}).values() if isinstance(v, dict) and not v.get("result")]
     if not isinstance(got, dict) or failed:
         raise SystemExit(f"lab: state.apply hx.haproxy on lb1 failed: {failed or got}")
-    # Beacons named in pillar were set up when each minion started, before the
-    # hx_health beacon was synced and before the slots existed: start them
-    # afresh now that everything they watch is there.
-    _salt("*", "saltutil.refresh_beacons", timeout=60)
 
 
 def sync():
-    synced = _salt("*", "saltutil.sync_all", "refresh=True", timeout=120)
-    missing = set(MINIONS) - set(synced)
-    if missing:
-        raise SystemExit(f"lab: saltutil.sync_all got no answer from {', '.join(sorted(missing))}")
-
+    """The master's runners first, then the minions (docs/install.md says why)."""
+    # A minion's first synced beacon event reaches the reactor at once, and the
+    # reactor keeps the runner client it builds for it (reactor_refresh_interval,
+    # 60 s): built before hx_remediate is on the master, it drops every reaction
+    # for that minute.
     res = subprocess.run(
         [os.path.join(VENV_BIN, "salt-run"), "-c", os.path.join(LAB, "master"), "--out=json", "saltutil.sync_all"],
         capture_output=True,
@@ -502,6 +502,10 @@ def sync():
     )
     if res.returncode != 0:
         raise SystemExit(f"lab: salt-run saltutil.sync_all failed:\n{res.stdout}{res.stderr}")
+    synced = _salt("*", "saltutil.sync_all", "refresh=True", timeout=120)
+    missing = set(MINIONS) - set(synced)
+    if missing:
+        raise SystemExit(f"lab: saltutil.sync_all got no answer from {', '.join(sorted(missing))}")
 
 
 def _lab_processes():
