@@ -315,7 +315,7 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
     try:
         if status == "ok":
             return _handle_ok(d, ev, key, master_pol)
-        if not hx_remediation.reaches(status, master_pol["min_status"]):
+        if hx_remediation.below_min_status(ev["name"], status, master_pol["min_status"]):
             _audit("remediate.ignore", minion, "ignored", check=ev["name"], status=status,
                    reason=f"below min_status {master_pol['min_status']}")
             return {"result": True, "outcome": "ignored", "comment": f"{status} is below min_status"}

@@ -268,6 +268,16 @@ def reaches(status, min_status):
     return STATUS_ORDER.get(status, 0) >= STATUS_ORDER[min_status]
 
 
+def below_min_status(name, status, min_status):
+    """Is an event about check ``name`` at ``status`` too mild to handle?
+
+    A disk forecast is a warning by nature (the disk is not full yet): judged
+    by min_status it would never reach anyone, so it always goes on to the
+    policy, whose default for it is notify.
+    """
+    return not reaches(status, min_status) and check_facts(name)["type"] != "disk_forecast"
+
+
 # -- budgets ------------------------------------------------------------------
 
 

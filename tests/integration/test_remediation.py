@@ -17,6 +17,7 @@ import yaml
 import salt.crypt
 
 import hx_audit
+import hx_history
 import hx_remediation
 from tests.support import httpserver
 from tests.support.supervisor import Supervisor, demo_command
@@ -430,3 +431,107 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
     salt_run_cli.run("hx_incident.resolve", held["incident"], "by=alice")
     fail_stormy("b3")
     wait_for(lambda: healthy(ports["stormy"]) and resolved_count() == 3, 60, "remediation again after the release")
+
+
+def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough(
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, tmp_path):
+    """disk >= critical -> P1; the policy applies salt://hx/cleanup/disk, which really deletes old files."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "old.log").write_text("x" * 1000)
+    (junk / "new.log").write_text("y")
+    old = time.time() - 10 * 86400
+    os.utime(junk / "old.log", (old, old))
+    # Thresholds below what / really uses: / is "full", and no cleanup of a scratch folder can fix it.
+    probe = {"name": "disk_probe", "kind": "system", "thresholds": {"disk": {"warning": 1, "critical": 2}}}
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False, checks=[probe],
+                                       cleanup={"disk": {"dirs": [str(junk)], "age_days": 7}}))
+    assert salt_run_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0
+    since = time.time()
+    check = "disk_probe:disk:/"
+    payload = sign(minions["hx-m1"], "hx-m1", check,
+                   {"check": check, "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "d1"})
+    fire_from(salt_cli, "hx-m1", [{"tag": f"salt/beacon/hx-m1/hx_health/{check}", "data": dict(payload, id="hx-m1")}])
+
+    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+                            if i["check"] == check and i["status"] == "escalated"], 90, "the disk incident")[0]
+    rec = show(salt_run_cli, inc["id"])
+    assert (rec["type"], rec["priority"], rec["resource"]) == ("disk", "P1", "/"), rec
+    actions = [e for e in rec["timeline"] if e["kind"] == "action"]
+    assert actions and actions[0]["text"].startswith("state.apply hx.cleanup.disk:"), rec["timeline"]
+    assert "1 changed, 0 failed" in actions[0]["text"], actions
+    assert not (junk / "old.log").exists(), "the cleanup state did not run on the minion"
+    assert (junk / "new.log").exists(), "the cleanup removed a file younger than age_days"
+    assert any("after state: critical" in e["text"] for e in rec["timeline"] if e["kind"] == "verification")
+    applied = [a for a in audit(master, "remediate.state") if a["ts"] >= since]
+    assert len(applied) == 1 and applied[0]["result"] == "applied", applied
+    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+
+
+def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_run_cli, pillar, lab, ports, minions,
+                                                                 receiver, event_listener, master):
+    """The beacon's forecast event: a rising disk in the minion's own history, judged on the master."""
+    history = os.path.join(minions["hx-m1"].config["cachedir"], "hx", "health_history.jsonl")
+    os.makedirs(os.path.dirname(history), exist_ok=True)
+    saved = open(history, encoding="utf-8").read() if os.path.exists(history) else None
+    mount, now = "/hx-forecast-probe", time.time()
+    # 6 %/h for 6 h, 83 % now: 90 % in about 1.2 h, well inside the 24 h horizon. The newest
+    # sample is now: a mount missing from the newest disk sample counts as gone.
+    with open(history, "a", encoding="utf-8") as fh:
+        for i in range(12):
+            fh.write(json.dumps(hx_history.compact(now - (11 - i) * 1800, {}, {mount: 50 + i * 3})) + "\n")
+    try:
+        since = time.time()
+        data = service_pillar(lab, ports, beacon=False, checks=[
+            {"name": "receiver_tcp", "kind": "tcp", "host": "127.0.0.1", "port": receiver.port, "timeout": 1}])
+        data["beacons"] = {"hx_health": [{"for_cycles": 2}, {"horizon": 24}, {"checks": ["receiver_tcp"]}]}
+        pillar.set("hx-m1", data)
+        tag = f"salt/beacon/hx-m1/hx_health/forecast{mount}"
+        ev = next(iter(wait_for(lambda: event_listener.get_events([(master.id, tag)], after_time=since),
+                                60, "the beacon's forecast event")))
+        assert ev.data["status"] == "warning" and ev.data["kind"] == "forecast", ev.data
+        assert 0 < ev.data["hours_to_critical"] < 24, ev.data
+
+        inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+                                if i["check"] == f"forecast{mount}"], 60, "the forecast incident")[0]
+        rec = show(salt_run_cli, inc["id"])
+        assert (rec["type"], rec["priority"], rec["resource"]) == ("disk_forecast", "P3", mount), rec
+        assert rec["status"] == "open" and rec["level"] == 0, "a forecast is told, not escalated"
+        assert any("notify only" in e["text"] for e in rec["timeline"] if e["kind"] == "action"), rec["timeline"]
+        salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+    finally:
+        pillar.clear()
+        with open(history, "w", encoding="utf-8") as fh:
+            fh.write(saved or "")
+
+
+def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, release_file_root):
+    """hx:role web on both minions, max 50 %: one remediation at a time in the role."""
+    (release_file_root / "hx_test_slow.sls").write_text(
+        "slow_fix:\n  cmd.run:\n    - name: sleep 8\n")
+    ghost = [{"name": "ghost_proc", "kind": "process", "pattern": "no-such-process-hx-role-test"}]
+    override = {"actions": {"process_down": {"action": "state", "sls": "hx_test_slow"}},
+                "budget": {"role": {"max_pct": 50}}}
+    for mid in ("hx-m1", "hx-m2"):
+        pillar.set(mid, service_pillar(lab, ports, beacon=False, checks=ghost, role="web", remediation=override))
+        assert salt_run_cli.run("hx_remediate.release", f"minion={mid}").returncode == 0
+    since = time.time()
+
+    def fail(mid, nonce):
+        payload = sign(minions[mid], mid, "ghost_proc",
+                       {"check": "ghost_proc", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
+        fire_from(salt_cli, mid, [{"tag": f"salt/beacon/{mid}/hx_health/ghost_proc", "data": dict(payload, id=mid)}])
+
+    fail("hx-m1", "r1")
+    wait_for(lambda: "hx-m1" in (salt_run_cli.run("hx_remediate.status").data or {}).get("active", {}), 60,
+             "hx-m1's remediation to be in flight")
+    fail("hx-m2", "r2")
+    held = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since and a["target"] == "hx-m2"],
+                    60, "hx-m2 held back by the role budget")[0]
+    assert held["result"] == "budget" and "1 of 2 'web' minions already being remediated" in held["detail"], held
+    ran = wait_for(lambda: [a for a in audit(master, "remediate.state") if a["ts"] >= since], 60, "hx-m1's state")
+    assert [a["target"] for a in ran] == ["hx-m1"], ran
+    for mid in ("hx-m1", "hx-m2"):
+        for inc in incidents(salt_run_cli, minion=mid, since=since):
+            salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")

@@ -148,6 +148,19 @@ def test_min_status():
     assert r.reaches("warning", "warning") and not r.reaches("ok", "warning")
 
 
+@pytest.mark.parametrize("name, status, min_status, below", [
+    ("app_http", "warning", "critical", True),
+    ("app_http", "critical", "critical", False),
+    ("system:disk:/var", "warning", "critical", True),
+    ("forecast/", "warning", "critical", False),          # a forecast is a warning by nature
+    ("forecast/var/lib", "warning", "critical", False),
+    ("forecast/var/lib", "warning", "warning", False),
+    ("app_http", "warning", "warning", False),
+])
+def test_below_min_status_lets_forecasts_through(name, status, min_status, below):
+    assert r.below_min_status(name, status, min_status) is below
+
+
 # -- suppression ---------------------------------------------------------------------
 
 
