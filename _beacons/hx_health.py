@@ -6,9 +6,10 @@ Health transitions as events: runs the minion's ``hx_health`` checks and fires
 when ``hx_health.forecast`` predicts a mount crossing its critical threshold
 within ``horizon`` hours, and ``.../hx_health/config/error`` once when the
 check configuration is broken. While a check stays non-ok the event is sent
-again every ``repeat_every`` seconds (``repeat: N`` in the data): a reaction
-lost on the way (a master restarting, a reactor whose runner client predates
-the runner) gets another chance instead of leaving the failure unhandled.
+again (``repeat: N`` in the data), first ``repeat_every`` seconds after the
+transition, then at doubling intervals up to ``repeat_max``: a reaction lost
+on the way (a master restarting, a reactor whose runner client predates the
+runner) gets another chance instead of leaving the failure unhandled.
 
 Every event is signed with the minion's key (``sig``): the master cannot
 otherwise tell a real beacon event from one another minion forged
@@ -23,7 +24,8 @@ otherwise tell a real beacon event from one another minion forged
         - horizon: 24          # h, disk forecast horizon; 0 turns forecasts off
         - forecast_every: 300  # s between forecasts
         - checks: [app_http]   # default: every configured check
-        - repeat_every: 60     # s between repeats of a non-ok status; 0 = transitions only
+        - repeat_every: 60     # s to the first repeat of a non-ok status; 0 = transitions only
+        - repeat_max: 3600     # s, the longest interval the repeats double up to
 """
 import importlib
 import logging
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "hx_health"
 
-DEFAULTS = {"for_cycles": 2, "horizon": 24, "forecast_every": 300, "repeat_every": 60, "checks": None, "sign": True}
+DEFAULTS = {"for_cycles": 2, "horizon": 24, "forecast_every": 300, "repeat_every": 60, "repeat_max": 3600,
+            "checks": None, "sign": True}
 KNOWN = set(DEFAULTS) | {"interval", "_beacon_name", "enabled", "disable_during_state_run"}
 STATUSES = ("ok", "warning", "critical", "unknown")
 CTX = "hx_health_beacon"
@@ -73,7 +76,7 @@ def _settings(config):
     n = out["for_cycles"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"for_cycles must be an integer >= 1, got {n!r}")
-    for key in ("horizon", "forecast_every", "repeat_every"):
+    for key in ("horizon", "forecast_every", "repeat_every", "repeat_max"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise ValueError(f"{key} must be a number >= 0, got {v!r}")
@@ -174,12 +177,20 @@ def _report(cfg, name, res, status, previous, since, **extra):
     return _event(cfg, name, **data)
 
 
+def _repeat_gap(cfg, sent):
+    """Seconds from the last event of a held status to its next repeat, after ``sent`` repeats."""
+    return min(cfg["repeat_every"] * 2 ** min(sent, 32), max(cfg["repeat_max"], cfg["repeat_every"]))
+
+
 def _transitions(cfg, state, results, now):
     """Hysteresis: report a status only after it held ``for_cycles`` runs in a row.
 
-    A reported non-ok status is repeated every ``repeat_every`` s while it
-    holds: the master dedupes repeats onto the open incident, and acts on one
-    only when no incident exists, which is when the first report was lost.
+    A reported non-ok status is repeated while it holds, ``repeat_every`` s
+    after the transition and then at doubling intervals up to ``repeat_max``:
+    the master dedupes repeats onto the open incident and acts on one only
+    when no incident exists, which is when the first report was lost. The
+    doubling keeps a long-held failure from costing the master an event a
+    minute per check.
     """
     events = []
     seen = state["checks"]
@@ -189,7 +200,7 @@ def _transitions(cfg, state, results, now):
                                     "reported_since": None, "sent": None, "repeats": 0})
         if status == st["reported"]:
             st.update(candidate=None, count=0, since=None)
-            if status != "ok" and cfg["repeat_every"] and now - st["sent"] >= cfg["repeat_every"]:
+            if status != "ok" and cfg["repeat_every"] and now - st["sent"] >= _repeat_gap(cfg, st["repeats"]):
                 st.update(sent=now, repeats=st["repeats"] + 1)
                 events.append(_report(cfg, name, res, status, status, st["reported_since"], repeat=st["repeats"]))
             continue

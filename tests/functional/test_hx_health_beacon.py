@@ -84,7 +84,8 @@ def test_failure_is_reported_after_hysteresis_then_repeated_while_it_holds(beaco
     again = beacon(advance=31)
     assert [(e["status"], e["previous"], e["repeat"]) for e in again] == [("critical", "critical", 1)]
     assert again[0]["since"] == first[0]["since"], "a repeat keeps when the failure was first seen"
-    assert [e["repeat"] for e in beacon(advance=60)] == [2]
+    assert beacon(advance=60) == [], "the second repeat waits twice as long"
+    assert [e["repeat"] for e in beacon(advance=61)] == [2]
 
     marker.start()
     assert beacon() == []
@@ -108,8 +109,23 @@ def test_a_repeat_follows_a_changed_repeat_every(beacon, marker):
     assert [e["repeat"] for e in beacon({"repeat_every": 5}, advance=5)] == [1]
 
 
+def test_repeats_double_up_to_repeat_max(beacon, marker):
+    conf = ({"repeat_every": 10}, {"repeat_max": 30})
+    marker.kill()
+    beacon(*conf)
+    assert [e["status"] for e in beacon(*conf)] == ["critical"]
+    gaps, waited = [], 0.0
+    while len(gaps) < 5:
+        waited += 1
+        if beacon(*conf):
+            gaps.append(waited)
+            waited = 0.0
+    assert gaps == [10, 20, 30, 30, 30]
+
+
+@pytest.mark.parametrize("key", ["repeat_every", "repeat_max"])
 @pytest.mark.parametrize("value", [-1, True, "often", None])
-def test_bad_repeat_every_is_refused_by_validate(beacon, value):
-    valid, why = beacon.validate([{"repeat_every": value}])
+def test_bad_repeat_settings_are_refused_by_validate(beacon, key, value):
+    valid, why = beacon.validate([{key: value}])
     assert not valid
-    assert "repeat_every" in why
+    assert key in why

@@ -150,7 +150,7 @@ def test_documented_order_remediates_a_pillar_beacon_without_a_refresh(site):
 
 def test_a_reaction_lost_on_the_master_is_retried_by_the_beacon_repeat(site, event_listener):
     s = site(master_overrides={"reactor_refresh_interval": 10},
-             beacon=[{"for_cycles": 2}, {"horizon": 0}, {"repeat_every": 3}])
+             beacon=[{"for_cycles": 2}, {"horizon": 0}, {"repeat_every": 3}, {"repeat_max": 3}])
     synced_at = time.time()
     s.sync("minion")  # the master's runners are not there yet
     wait_for(lambda: s.beacon_runs(synced_at + 1), 30, "the pillar beacon to run after the sync")
