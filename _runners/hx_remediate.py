@@ -44,6 +44,7 @@ DEPLOY_LOCKS = "hx/deploy/locks"
 ESCALATE_EVERY = 5.0  # s between escalate_due sweeps triggered by events
 _SWEEP = {"at": 0.0}
 _SWEEP_LOCK = threading.Lock()
+_LOCAL = threading.local()
 
 
 def __virtual__():
@@ -54,7 +55,12 @@ def __virtual__():
 
 
 def _cache():
-    return salt.cache.factory(__opts__)
+    # One per reactor worker thread: a salt.cache costs a loader (~3 ms) and a
+    # handle needs it several times; not shared, so no thread loads into another's.
+    cache = getattr(_LOCAL, "cache", None)
+    if cache is None:
+        cache = _LOCAL.cache = salt.cache.factory(__opts__)
+    return cache
 
 
 def _fire(minion, what, data):
@@ -308,7 +314,7 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
     log.info("hx_remediate: %s %s from %s (beacon %s, master bus %s)", tag, status, minion,
              stamps["beacon_ts"], stamps["master_stamp"])
     try:
-        d = hx_incidents.make_desk(__opts__)
+        d = hx_incidents.make_desk(__opts__, cache=_cache())
     except ValueError as exc:
         _audit("remediate.config", minion, "error", error=str(exc), tag=tag)
         return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})

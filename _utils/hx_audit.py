@@ -12,6 +12,7 @@ processes do. The lock is master-local: several masters sharing a redis cache
 need their own coordination (docs/reference/hx_incident.md).
 """
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -107,23 +108,46 @@ def config_path(opts):
     return os.path.join(os.path.dirname(opts.get("conf_file") or "/etc/salt/master"), "hx_ops.yaml")
 
 
+_PARSED = {}  # path -> (stat stamp, data): a file is parsed again only when it changed
+SETTLED_NS = 2_000_000_000
+
+
+def _read_config(path):
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read hx-ops config: {exc}") from None
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    # mtime moves with the kernel's coarse clock: two same-size writes within
+    # one tick look alike, so a file changed in the last seconds is parsed anew
+    settled = time.time_ns() - st.st_mtime_ns > SETTLED_NS
+    hit = _PARSED.get(path)
+    if hit is None or hit[0] != stamp or not settled:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read hx-ops config: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: must be a mapping with hx_remediation / hx_incident")
+        hit = (stamp, data)
+        if settled:
+            _PARSED[path] = hit
+    # callers merge into what they get: never hand out the cached object
+    return copy.deepcopy(hit[1])
+
+
 def config_layers(opts, section):
     """``[master opts[section], file[section]]`` for hx-ops settings ``section``.
 
-    A malformed file raises ValueError naming it.
+    The file is read on every call and parsed again whenever it changed (an
+    edit counts from the next event on, without a master restart). A
+    malformed file raises ValueError naming it.
     """
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    layers = [opts.get(section)]
-    path = config_path(opts)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        data = {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read hx-ops config: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must be a mapping with hx_remediation / hx_incident")
-    layers.append(data.get(section))
-    return layers
+    return [opts.get(section), _read_config(config_path(opts)).get(section)]

@@ -678,10 +678,11 @@ class Desk:
         return self.store.get(inc_id)
 
 
-def make_desk(opts, pillar=None, fire=None):
+def make_desk(opts, pillar=None, fire=None, cache=None):
     """The desk of a master: ``salt.cache`` store, master-local locks, requests, master events.
 
-    ``fire`` replaces the master event bus (tests without a master).
+    ``fire`` replaces the master event bus (tests without a master); ``cache``
+    is a ``salt.cache`` the caller already has.
     """
     # Salt and requests are imported here so the pure functions above import without them.
     import time  # pylint: disable=import-outside-toplevel
@@ -693,7 +694,7 @@ def make_desk(opts, pillar=None, fire=None):
     import hx_audit  # pylint: disable=import-outside-toplevel
 
     cfg = config(*hx_audit.config_layers(opts, "hx_incident"), pillar=pillar)
-    store = Store(salt.cache.factory(opts), lambda name: hx_audit.lock(opts, name))
+    store = Store(cache or salt.cache.factory(opts), lambda name: hx_audit.lock(opts, name))
     session = requests.Session()
 
     def post(url, json, timeout):  # pylint: disable=redefined-outer-name
