@@ -34,6 +34,7 @@ import salt.loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 from tests.support.httpserver import free_port
 from tests.support.supervisor import Supervisor
+from tests.support.wait import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = os.path.dirname(os.path.dirname(sys.executable))
@@ -49,17 +50,6 @@ def _load_builder():
 
 
 build_release = _load_builder()
-
-
-def wait_for(cond, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def health(port):

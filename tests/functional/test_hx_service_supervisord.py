@@ -21,25 +21,13 @@ import pytest
 import salt.config
 import salt.loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+from tests.support.wait import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APP = os.path.join(REPO, "lab", "demoapp", "app.py")
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 SUPERVISORD = os.path.join(VENV, "bin", "supervisord")
 SUPERVISORCTL = os.path.join(VENV, "bin", "supervisorctl")
-
-
-
-def wait_for(cond, timeout, what, interval=0.05):
-    """Poll ``cond`` until truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port():

@@ -6,7 +6,6 @@ say the same about the same program, whatever state it is in.
 import os
 import signal
 import sys
-import time
 
 import pytest
 
@@ -14,19 +13,9 @@ import hx_supervisor
 from tests.support.loader import LoadedMinion, minion_opts
 from tests.support.supervisor import Supervisor, demo_command
 from tests.support.httpserver import free_port
+from tests.support.wait import wait_for
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

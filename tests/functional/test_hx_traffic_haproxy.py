@@ -21,6 +21,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from tests.support.deps import require_binary
 from tests.support.haproxy import DemoApps, HAProxy
 from tests.support.httpserver import free_port
+from tests.support.wait import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from loadgen import LoadGen  # noqa: E402  pylint: disable=wrong-import-position
@@ -29,17 +30,6 @@ BLUE, GREEN = "1.0", "2.0"
 SERVERS = {"app1_blue": BLUE, "app1_green": GREEN, "app2_blue": BLUE, "app2_green": GREEN}
 BLUE_LIVE = {"app1_blue": 100, "app2_blue": 100, "app1_green": 0, "app2_green": 0}
 GREEN_LIVE = {"app1_blue": 0, "app2_blue": 0, "app1_green": 100, "app2_green": 100}
-
-
-def wait_for(cond, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

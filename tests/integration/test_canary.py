@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.deps import require_binary
 from tests.support.fleet import Fleet
+from tests.support.wait import wait_for
 
 # Fast steps for tests: a 1 s sample, 20 requests before any verdict, a
 # 20 ms latency floor so sub-millisecond noise never fails on the ratio.
@@ -64,13 +65,6 @@ def wait_event(event_listener, master, tag, since, timeout=120):
     events = event_listener.wait_for_events([(master.id, tag)], timeout=timeout, after_time=since)
     assert events.found_all_events, f"no {tag} event"
     return events.matches
-
-
-def wait_for(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.25)
 
 
 def test_good_canary_is_promoted_with_exact_shares(fleet, event_listener, master):
@@ -198,7 +192,7 @@ def test_promote_mid_way(fleet, event_listener, master):
         'steps=[{"percent": 10, "interval": 3}, {"percent": 50, "interval": 120}, 100]')
     try:
         wait_for(lambda: any(e.data.get("step") == 2 for e in event_listener.get_events(
-            [(master.id, "hx/deploy/demo/shift")], after_time=since)), "step 2 never began")
+            [(master.id, "hx/deploy/demo/shift")], after_time=since)), 120, "step 2 to begin")
         promoted = fleet.run.run("hx_deploy.promote", "app=demo", _timeout=120)
     finally:
         worker.join(timeout=200)

@@ -23,20 +23,10 @@ import yaml
 from tests.support import httpserver
 from tests.support.masterconf import install_conf
 from tests.support.supervisor import Supervisor, demo_command
+from tests.support.wait import wait_for
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 MINION = "hx-fresh-m1"
-
-
-def wait_for(cond, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Site:

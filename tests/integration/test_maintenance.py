@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from tests.support.wait import wait_for
 
 UTC = datetime.timezone.utc
 ALL_DAY = [{"name": "allday", "start": "00:00", "end": "24:00"}]
@@ -17,17 +18,6 @@ def freeze():
     today = datetime.datetime.now(UTC).date()
     return [{"from": (today - datetime.timedelta(days=1)).isoformat(),
              "to": (today + datetime.timedelta(days=1)).isoformat(), "reason": "it freeze"}]
-
-
-def wait_for(cond, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def schedule_returns(event_listener, master, since):

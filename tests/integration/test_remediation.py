@@ -22,20 +22,10 @@ import hx_remediation
 from tests.support import httpserver
 from tests.support.supervisor import Supervisor, demo_command
 from tests.support.webhook import Receiver
+from tests.support.wait import wait_for
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 PROGRAMS = ("demo", "crashy", "stormy")
-
-
-def wait_for(cond, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        val = cond()
-        if val:
-            return val
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
