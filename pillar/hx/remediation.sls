@@ -48,3 +48,5 @@ beacons:
     - interval: 5
     - for_cycles: 2
     - horizon: 24
+    - repeat_every: 60     # s to the first repeat of a failure that holds (0: transitions only)
+    - repeat_max: 3600     # s, repeats double up to this

@@ -4,14 +4,16 @@ The watched condition is real: a ``process`` check on a marker process this
 test starts and kills (and reaps). Only the beacon's clock is the test's, so
 a 60 s repeat interval is crossed without waiting for it.
 """
+import os
 import subprocess
 import sys
 import uuid
 
 import pytest
 import salt.loader
+import yaml
 
-from tests.support.loader import LoadedMinion, minion_opts
+from tests.support.loader import REPO, LoadedMinion, minion_opts
 
 
 class Clock:
@@ -129,3 +131,10 @@ def test_bad_repeat_settings_are_refused_by_validate(beacon, key, value):
     valid, why = beacon.validate([{key: value}])
     assert not valid
     assert key in why
+
+
+def test_the_example_pillar_beacon_config_is_valid(beacon):
+    with open(os.path.join(REPO, "pillar", "hx", "remediation.sls"), encoding="utf-8") as fh:
+        example = yaml.safe_load(fh)
+    valid, why = beacon.validate(example["beacons"]["hx_health"])
+    assert valid, why
