@@ -17,11 +17,11 @@ import sys
 import time
 
 import pytest
-import requests
 import yaml
 
 from tests.support import httpserver
 from tests.support.masterconf import install_conf
+from tests.support.probes import beacon_running, healthy
 from tests.support.supervisor import Supervisor, demo_command
 from tests.support.wait import wait_for
 
@@ -75,18 +75,6 @@ class Site:
                 self.salt.run("saltutil.sync_all", minion_tgt=MINION)
             assert ret.returncode == 0, ret
 
-    def beacon_runs(self, since):
-        """The beacon's checks write health samples: one newer than ``since`` proves it runs."""
-        ret = self.salt.run("hx_health.history", "limit=1", minion_tgt=MINION)
-        samples = (ret.data or {}).get("samples") if isinstance(ret.data, dict) else None
-        return bool(samples) and samples[-1]["t"] > since
-
-    def healthy(self):
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
     def incidents(self, since):
         ret = self.salt_run.run("hx_incident.list", f"since={since}")
         assert ret.returncode == 0, ret
@@ -102,7 +90,7 @@ class Site:
         assert old, "demo must be running before the kill"
         killed = time.monotonic()
         os.kill(old, 9)
-        wait_for(lambda: self.sup.pid("demo") not in (None, old) and self.healthy(), timeout, "demo to come back")
+        wait_for(lambda: self.sup.pid("demo") not in (None, old) and healthy(self.port), timeout, "demo to come back")
         return time.monotonic() - killed
 
 
@@ -127,7 +115,7 @@ def test_documented_order_remediates_a_pillar_beacon_without_a_refresh(site):
     assert "hx_health" in (listed.data or {}), listed
     synced_at = time.time()
     s.sync("master", "minion")  # docs/install.md step 4; no refresh_beacons, no restart
-    wait_for(lambda: s.beacon_runs(synced_at + 1), 30, "the pillar beacon to run after the sync")
+    wait_for(lambda: beacon_running(s.salt, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
 
     took = s.kill_and_wait_recovered(60)
     print(f"\nfresh install, kill -9 -> healthy: {took:.2f} s")
@@ -143,7 +131,7 @@ def test_a_reaction_lost_on_the_master_is_retried_by_the_beacon_repeat(site, eve
              beacon=[{"for_cycles": 2}, {"horizon": 0}, {"repeat_every": 3}, {"repeat_max": 3}])
     synced_at = time.time()
     s.sync("minion")  # the master's runners are not there yet
-    wait_for(lambda: s.beacon_runs(synced_at + 1), 30, "the pillar beacon to run after the sync")
+    wait_for(lambda: beacon_running(s.salt, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
 
     killed_at = time.time()
     old = s.sup.pid("demo")
@@ -162,7 +150,7 @@ def test_a_reaction_lost_on_the_master_is_retried_by_the_beacon_repeat(site, eve
     assert s.sup.pid("demo") is None, "nothing could have acted yet"
 
     s.sync("master")
-    wait_for(lambda: s.sup.pid("demo") not in (None, old) and s.healthy(), 60, "demo recovered by a repeat")
+    wait_for(lambda: s.sup.pid("demo") not in (None, old) and healthy(s.port), 60, "demo recovered by a repeat")
     inc = wait_for(lambda: [i for i in s.incidents(killed_at) if i["status"] == "resolved"], 60,
                    "the incident to be resolved")[0]
     detection = [e for e in s.timeline(inc["id"]) if e["kind"] == "detection"]

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-import requests
 import yaml
 
 import salt.crypt
@@ -20,6 +19,7 @@ import hx_audit
 import hx_history
 import hx_remediation
 from tests.support import httpserver
+from tests.support.probes import beacon_running, healthy
 from tests.support.supervisor import Supervisor, demo_command
 from tests.support.webhook import Receiver
 from tests.support.wait import wait_for
@@ -125,20 +125,6 @@ def show(salt_run_cli, inc_id):
     return ret.data["incident"]
 
 
-def beacon_running(salt_cli, since):
-    """The beacon's checks write health samples: one newer than ``since`` proves it runs."""
-    ret = salt_cli.run("hx_health.history", "limit=1", minion_tgt="hx-m1")
-    samples = (ret.data or {}).get("samples") if isinstance(ret.data, dict) else None
-    return bool(samples) and samples[-1]["t"] > since
-
-
-def healthy(port):
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def sign(minion_factory, minion_id, check, payload):
     msg = hx_remediation.signed_message(minion_id, "hx_health", check, payload)
     key = os.path.join(minion_factory.config["pki_dir"], "minion.pem")
@@ -172,7 +158,7 @@ def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, la
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
-    wait_for(lambda: beacon_running(salt_cli, since + 1), 30, "the hx_health beacon to run")
+    wait_for(lambda: beacon_running(salt_cli, "hx-m1", since + 1), 30, "the hx_health beacon to run")
 
     old = lab.pid("demo")
     killed_at = time.monotonic()
