@@ -127,9 +127,14 @@ def _begin(cfg, version, strategy, break_lock, kwargs):
     return ro, store, token, None
 
 
+# An idle minion answers a ping in well under a second: one that is silent this
+# long is down, and the operator should hear so now, not after a minute.
+PING_TIMEOUT = 10
+
+
 def _preflight(ro):
-    ro.hosts("test.ping", "app hosts answer")
-    ro.lbs("test.ping", "load balancers answer")
+    ro.hosts("test.ping", "app hosts answer", timeout=PING_TIMEOUT)
+    ro.lbs("test.ping", "load balancers answer", timeout=PING_TIMEOUT)
     live = ro.live_color()
     versions = ro.slot_versions()
     sick = [h for h, slots in versions.items() if not hx_rollout.slot_ok(slots.get(live))]

@@ -12,7 +12,7 @@ hx_health_gate:
     - tgt: {{ p.get("tgt", "*") | json }}
     - tgt_type: {{ p.get("tgt_type", "glob") | json }}
     - expect_minions: true
-    - timeout: {{ (p.get("timeout", 60) | int) + 30 }}
+    - timeout: {{ (p.get("timeout", 60) | int) + 15 }}
     - arg:
       - hx_health.passing
       - health_gate

@@ -143,7 +143,7 @@ def test_minions_cannot_read_pillar_tests_or_docs(salt_cli, minions):
 
 def test_fleet_report_lists_a_stopped_minion(salt_run_cli, minions, pillar):
     with minions["hx-m2"].stopped():
-        ret = salt_run_cli.run("hx_report.health", "tgt=hx-m*")
+        ret = salt_run_cli.run("hx_report.health", "tgt=hx-m*", "timeout=5")
     assert ret.returncode != 0
     data = ret.data
     assert data["minions"]["hx-m2"] == "no answer"
