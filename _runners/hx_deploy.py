@@ -839,18 +839,23 @@ def _one_step(store, ro, step, number):
     began = time.monotonic()
     deadline = began + interval
     polls = []
+    samples = 0
     sample = max(0.5, float(conf["sample_interval"]))
     while True:
         remaining = deadline - time.monotonic()
         if remaining > 0:
             _wait(store, ro, min(sample, remaining))
-        polls.extend(_health_polls(ro, canary, ro.record["version"]))
+        samples += 1
+        # Counters first: a breach they show is judged before the health
+        # polls, so a failing canary keeps its share one Salt round less.
         after = ro.lb_stats()
         cf = hx_analysis.window(before, after, by[canary], strict=True)
         sf = hx_analysis.window(before, after, by[stable], strict=True)
         judged = hx_analysis.judge(cf, limits, baseline=sf if sf["requests"] else None)
-        done = time.monotonic() >= deadline
-        if judged["verdict"] == "fail" or done:
+        if judged["verdict"] == "fail":
+            break
+        polls.extend(_health_polls(ro, canary, ro.record["version"]))
+        if time.monotonic() >= deadline:
             break
         _say(
             f"step {number}: canary {cf['requests']} requests, {cf['errors']} errors, avg {cf['response_time']} ms; "
@@ -869,6 +874,7 @@ def _one_step(store, ro, step, number):
         "share": round(100.0 * cf["requests"] / served, 2) if served else None,
         "interval": interval,
         "watched": round(time.monotonic() - began, 2),
+        "samples": samples,
         "verdict": verdict["verdict"],
         "reasons": verdict["reasons"],
         "canary": cf,
