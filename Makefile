@@ -24,7 +24,7 @@ sysdeps:
 TEST_WORKERS ?= 3
 
 test: $(STAMP) sysdeps
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/functional

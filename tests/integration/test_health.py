@@ -122,16 +122,6 @@ def test_passing_gate_fails_when_checks_never_pass_and_plans_under_test(salt_run
     assert "never" in failed.stdout
 
 
-def test_passing_gate_fails_on_a_down_minion(salt_run_cli, minions, pillar):
-    with minions["hx-m2"].stopped():
-        ret = salt_run_cli.run(
-            "state.orchestrate", "orch.health_gate",
-            'pillar={"tgt": "hx-m*", "timeout": 5, "interval": 1}',
-        )
-    assert ret.returncode != 0, ret
-    assert "hx-m2" in ret.stdout
-
-
 def test_minions_cannot_read_pillar_tests_or_docs(salt_cli, minions):
     files = salt_cli.run("cp.list_master", minion_tgt="hx-m1").data
     assert "_modules/hx_health.py" in files
@@ -141,9 +131,24 @@ def test_minions_cannot_read_pillar_tests_or_docs(salt_cli, minions):
     assert not any(f.endswith((".md", "requirements.lock", "Makefile")) for f in files)
 
 
-def test_fleet_report_lists_a_stopped_minion(salt_run_cli, minions, pillar):
+@pytest.fixture(scope="module")
+def down_m2(minions):
+    """hx-m2 stopped once for the tests that need a minion that does not answer (the last in this module)."""
     with minions["hx-m2"].stopped():
-        ret = salt_run_cli.run("hx_report.health", "tgt=hx-m*", "timeout=5")
+        yield
+
+
+def test_passing_gate_fails_on_a_down_minion(salt_run_cli, down_m2):
+    ret = salt_run_cli.run(
+        "state.orchestrate", "orch.health_gate",
+        'pillar={"tgt": "hx-m*", "timeout": 5, "interval": 1}',
+    )
+    assert ret.returncode != 0, ret
+    assert "hx-m2" in ret.stdout
+
+
+def test_fleet_report_lists_a_stopped_minion(salt_run_cli, down_m2):
+    ret = salt_run_cli.run("hx_report.health", "tgt=hx-m*", "timeout=5")
     assert ret.returncode != 0
     data = ret.data
     assert data["minions"]["hx-m2"] == "no answer"
