@@ -18,17 +18,17 @@ that backend and everything else to the first one; ``url_for(backend)`` gives
 the URL to use.
 """
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 
+from tests.support.deps import require_binary
 from tests.support.httpserver import free_port
 
 
 def _binary():
-    return shutil.which("haproxy") or "/usr/sbin/haproxy"
+    return require_binary("haproxy")
 
 
 class HAProxy:

@@ -15,17 +15,17 @@ comments; weight 0 as ``down``). With several upstreams, ``/<name>/`` routes
 to that upstream and everything else to the first one.
 """
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 
+from tests.support.deps import require_binary
 from tests.support.httpserver import free_port
 
 
 def _binary():
-    return shutil.which("nginx") or "/usr/sbin/nginx"
+    return require_binary("nginx")
 
 
 class Nginx:

@@ -4,17 +4,17 @@ No persistence (``--save '' --appendonly no``), bound to 127.0.0.1 on a free
 port; ``stop()`` shuts it down and waits for it (nothing left to a
 non-reaping PID 1).
 """
-import shutil
 import socket
 import subprocess
 import time
 
+from tests.support.deps import require_binary
 from tests.support.httpserver import free_port
 
 
 class RedisServer:
     def __init__(self, binary=None):
-        self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.binary = binary or require_binary("redis-server")
         self.port = free_port()
         self.proc = None
 
