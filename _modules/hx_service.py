@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - not on Windows
 try:
     import hx_budget
     import hx_deps
+    import hx_intent
     import hx_services
     import hx_supervisor
 
@@ -555,8 +556,10 @@ def status(name=None):
         A service, a comma list, or a list; default: every service in
         ``hx:services``.
 
-    Returns ``{service: {provider, state, raw_state, pid, uptime_s}}`` where
-    ``state`` is running | starting | stopping | stopped | failed | unknown.
+    Returns ``{service: {provider, state, raw_state, pid, uptime_s, intent}}``
+    where ``state`` is running | starting | stopping | stopped | failed |
+    unknown and ``intent`` is ``{want: up | down, owner, reason, since,
+    expires}``: what the service should be doing and who said so.
 
     CLI Example:
 
@@ -567,6 +570,8 @@ def status(name=None):
     """
     cfg = _config()
     out = {}
+    intents = _load_intents()
+    now = time.time()
     for item in _names(name, cfg, allow_all=True):
         backend = _backend(cfg, item)
         proc = backend.state()
@@ -576,20 +581,25 @@ def status(name=None):
             "raw_state": proc["raw"],
             "pid": proc["pid"],
             "uptime_s": proc["uptime_s"],
+            "intent": hx_intent.view(intents.get(item), now),
         }
     return out
 
 
-def start(name, timeout=None):
+def start(name, timeout=None, owner=None, reason=None, **kwargs):
     """
     Start services and what they require, in dependency order, waiting for
-    each to be healthy before starting the next.
+    each to be healthy before starting the next. Each is recorded as
+    intended up first (lifting a ``stop``'s intent).
 
     name
         A service, a comma list, or a list.
     timeout
         Seconds to wait for each service's health (default: its pillar
         ``start_timeout``, 30).
+    owner, reason
+        Who starts it and why, for the intent record (default: the
+        calling user).
 
     Unknown services, cycles and malformed pillar raise SaltInvocationError
     before anything is started. A service that does not become healthy
@@ -607,6 +617,7 @@ def start(name, timeout=None):
     order = _start_order(cfg, _names(name, cfg))
     backends = {n: _backend(cfg, n) for n in order}
     _check_health_names(cfg, order)
+    _record_intent(order, hx_intent.UP, _owner(owner, kwargs), reason, None)
     done = {}
     for item in order:
         res = _start_one(cfg, item, backends[item], timeout)
@@ -621,12 +632,22 @@ def start(name, timeout=None):
     return {"result": True, "order": order, "services": done}
 
 
-def stop(name):
+def stop(name, owner=None, reason=None, ttl=None, **kwargs):
     """
     Gracefully stop services, dependents before what they require: drain
     (when ``traffic`` is set), stop, and kill after ``stop_timeout``.
 
     Only the named services are stopped; their requirements keep running.
+    Each is first recorded as intended down: remediation leaves a service
+    stopped on purpose alone (and says so) until ``hx_service.start``, or
+    until ``ttl`` runs out.
+
+    owner, reason
+        Who stops it and why (default: the calling user, "stopped by hand").
+        Deployments and maintenance runs pass their id.
+    ttl
+        Seconds the intent holds (default: until started again). Give one
+        when the stopper may die before it starts the service again.
 
     Returns ``{"order": [...], "services": {name: {"drained": bool, "drain":
     how, "stopped": "graceful" | "killed" | "already_stopped", "killed_by":
@@ -641,10 +662,12 @@ def stop(name):
     cfg = _config()
     order = _stop_order(cfg, _names(name, cfg))
     backends = {n: _backend(cfg, n) for n in order}
-    return {"result": True, "order": order, "services": {n: _stop_one(cfg, n, backends[n]) for n in order}}
+    intent = _record_intent(order, hx_intent.DOWN, _owner(owner, kwargs), reason, ttl)
+    return {"result": True, "order": order, "intent": intent,
+            "services": {n: _stop_one(cfg, n, backends[n]) for n in order}}
 
 
-def restart(name, timeout=None):
+def restart(name, timeout=None, owner=None, reason=None, **kwargs):
     """
     Graceful stop of the named services (reverse order), then start them
     (and anything they require that is down) in dependency order, verifying
@@ -663,7 +686,7 @@ def restart(name, timeout=None):
     backends = {n: _backend(cfg, n) for n in start_order}
     _check_health_names(cfg, start_order)
     stopped = {n: _stop_one(cfg, n, backends[n]) for n in stop_order}
-    started = start(names, timeout=timeout)
+    started = start(names, timeout=timeout, owner=_owner(owner, kwargs), reason=reason or "restarted")
     return {"result": True, "stopped": stopped, "started": started["services"], "order": start_order}
 
 
@@ -800,23 +823,79 @@ def _load_store():
     return services
 
 
+def _write_json(path, data):
+    """Replace ``path`` atomically (temp file + fsync + os.replace): a crash leaves the old or the new file."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _save_service(name, state):
-    """Read-modify-write one service's entry, atomically (temp file + os.replace)."""
+    """Read-modify-write one service's entry, atomically."""
     path = _store_path()
     with _flock(".lock"):
         services = _load_store()
         services[name] = hx_budget.to_dict(state)
-        fd, tmp = tempfile.mkstemp(prefix=".recovery.", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"version": 1, "services": services}, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _write_json(path, {"version": 1, "services": services})
+
+
+# --------------------------------------------------------------------------
+# intent store: what each service should be doing, and who said so
+
+
+def _intent_path():
+    return os.path.join(__opts__["cachedir"], "hx", "intent.json")
+
+
+def _load_intents():
+    path = _intent_path()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        # Never reset silently: that would restart services stopped on purpose.
+        raise CommandExecutionError(f"intent store {path} is unreadable ({exc}); fix or remove it") from exc
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, dict):
+        raise CommandExecutionError(f"intent store {path} has no 'services' mapping; fix or remove it")
+    return services
+
+
+def _intent_of(name):
+    return _load_intents().get(name)
+
+
+def _record_intent(names, want, owner, reason, ttl):
+    """Write ``want`` for every service in ``names`` before acting, so an event racing the act sees it."""
+    try:
+        rec = hx_intent.entry(want, owner, reason, time.time(), ttl)
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from exc
+    path = _intent_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with _flock(".intent.lock"):
+        services = _load_intents()
+        for item in names:
+            services[item] = rec
+        _write_json(path, {"version": 1, "services": services})
+    return rec
+
+
+def _owner(owner, kwargs):
+    if owner:
+        return owner
+    user = kwargs.get("__pub_user")
+    return f"operator {user}" if isinstance(user, str) and user else "operator"
 
 
 def _load_service(name, now):
@@ -876,8 +955,11 @@ def recover(name, attempts=None):
         Most restarts to make in this call (default: whatever the budget
         allows).
 
+    A service intended down (``hx_service.stop``, a parked color, a
+    maintenance run) is not restarted: outcome ``intended_down``.
+
     Returns ``{"service", "outcome": recovered | already_healthy | failed |
-    quarantined, "attempts": restarts made now, "time_to_recover_ms",
+    quarantined | intended_down, "attempts": restarts made now, "time_to_recover_ms",
     "evidence": {"before": health, "after": health}, "budget": {...},
     "quarantine": {...} | None, "history": [...], "event": {...}}``.
 
@@ -922,6 +1004,12 @@ def recover(name, attempts=None):
 
         if _passing(before):
             return finish("already_healthy", state)
+        intent = hx_intent.effective(_intent_of(name), began_wall)
+        if intent and intent["want"] == hx_intent.DOWN:
+            # Stopped on purpose: a restart would undo someone's work.
+            result["intent"] = intent
+            result["comment"] = hx_intent.describe(intent)
+            return finish("intended_down", state)
 
         state = hx_budget.note_failure(state, began_wall, limits["flap"])
         made = 0

@@ -188,7 +188,8 @@ def _park(ro, color):
     """
     service = ro.cfg["slots"][color]["service"]
     try:
-        ro.hosts("hx_service.stop", f"stop {service}", arg=[service], timeout=120)
+        ro.hosts("hx_service.stop", f"stop {service}", arg=[service], timeout=120,
+                 kwarg={"owner": f"deployment {ro.record['id']}", "reason": f"parked: {ro.record['version']} failed before traffic"})
         ro.phase("parked", color=color, service=service)
     except hx_rollout.StepError as exc:
         ro.phase("parked", color=color, service=service, result="failed", error=str(exc))
@@ -634,7 +635,8 @@ def rollback(app, break_lock=False, **kwargs):
                         kwarg={"app": app, "version": version, "slot": back}, timeout=180)
             elif slot.get("state") != "running":
                 ro.phase("start", color=back, host=host)
-                ro.call([host], "hx_service.start", f"start {back}", arg=[cfg["slots"][back]["service"]], timeout=120)
+                ro.call([host], "hx_service.start", f"start {back}", arg=[cfg["slots"][back]["service"]], timeout=120,
+                        kwarg={"owner": f"rollback {ro.record['id']}", "reason": "rollback to the warm color"})
         ro.phase("verify", color=back)
         ro.wait_color_healthy(back, None, cfg["deploy"]["verify_timeout"])
         wrong = {h: (sl.get(back) or {}).get("running") for h, sl in ro.slot_versions().items()
@@ -688,7 +690,8 @@ def cleanup(**kwargs):  # pylint: disable=unused-argument
             ro = hx_rollout.Rollout(__opts__, cfg, None, "cleanup")
             if ro.live_color() == warm["color"]:
                 raise hx_rollout.StepError(f"{warm['color']} is live again; not stopping it")
-            ro.hosts("hx_service.stop", f"stop warm {warm['color']}", arg=[cfg["slots"][warm["color"]]["service"]])
+            ro.hosts("hx_service.stop", f"stop warm {warm['color']}", arg=[cfg["slots"][warm["color"]]["service"]],
+                     kwarg={"owner": f"deploy cleanup of {app}", "reason": f"keep-warm of {warm['color']} over"})
             done[app] = f"stopped {warm['color']}"
             hx_events.fire(__opts__, f"hx/deploy/{app}/cooled", {"color": warm["color"]})
             hx_events.audit(__opts__, "deploy.cooled", app, "ok", color=warm["color"])

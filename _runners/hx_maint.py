@@ -48,6 +48,9 @@ RUNS = "hx/maint/runs"
 LOCKS = "hx/maint/locks"
 LOCK_KEY = "fleet"  # one maintenance run at a time per master/cache
 CALL_TIMEOUT = 60
+# A maintenance stop is intended for at most this long: if the run dies
+# before it starts the services again, remediation takes over afterwards.
+STOP_INTENT_TTL = 3600
 
 
 def __virtual__():
@@ -393,7 +396,8 @@ def _stop_services(run, host, facts):
     stop = facts[host]["stop"]
     rec["services_stopped"] = []
     if stop:
-        ret = _one(host, "hx_service.stop", arg=[",".join(stop)], timeout=300)
+        ret = _one(host, "hx_service.stop", arg=[",".join(stop)], timeout=300,
+                   kwarg={"owner": f"maintenance {run.id}", "reason": "maintenance run", "ttl": STOP_INTENT_TTL})
         rec["services_stopped"] = [s for s, row in (ret.get("services") or {}).items()
                                    if row.get("stopped") in ("graceful", "killed")]
         if not ret.get("result", True):
@@ -481,7 +485,8 @@ def _start_services(run, host):
     stopped = rec.get("services_stopped") or []
     rec["services_started"] = []
     if stopped:
-        ret = _one(host, "hx_service.start", arg=[",".join(stopped)], timeout=300)
+        ret = _one(host, "hx_service.start", arg=[",".join(stopped)], timeout=300,
+                   kwarg={"owner": f"maintenance {run.id}", "reason": "maintenance run done"})
         rec["services_started"] = [s for s, row in (ret.get("services") or {}).items()
                                    if row.get("action") == "started"]
         if not ret.get("result", True):

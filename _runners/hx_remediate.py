@@ -28,6 +28,7 @@ import salt.utils.minions
 import hx_audit
 import hx_fleet
 import hx_incidents
+import hx_intent
 import hx_remediation
 import hx_runner
 from hx_remediation import Rejected
@@ -138,9 +139,10 @@ def _recheck(minion, facts, pil, timeout):
         ret, err = _call(minion, "hx_service.status", [facts["service"]], timeout=timeout)
         if err:
             return {"status": None, "message": err}
-        state = ((ret or {}).get(facts["service"]) or {}).get("state")
+        svc = (ret or {}).get(facts["service"]) or {}
+        state = svc.get("state")
         return {"status": "ok" if state == "running" else "critical", "message": f"process is {state}", "kind": "service",
-                "proc_state": state}
+                "proc_state": state, "intent": svc.get("intent")}
     if facts["type"] == "disk_forecast":
         horizon = facts.get("horizon") or 24
         ret, err = _call(minion, "hx_health.forecast", kwarg={"horizon_hours": horizon}, timeout=timeout)
@@ -281,7 +283,8 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
         The event data, exactly as the reactor received it.
 
     Returns ``{"result", "outcome", "incident", "comment", ...}``; ``outcome``
-    is one of rejected, ignored, duplicate, stale, resolved, suppressed,
+    is one of rejected, ignored, duplicate, stale, intended (the service
+    was stopped on purpose: audited, nothing else), resolved, suppressed,
     notified, escalated, remediated, failed.
 
     CLI Example:
@@ -392,11 +395,15 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
             # what kind of check it is comes from the minion's answer, not from the event
             facts.update({k: v for k, v in hx_remediation.check_facts(
                 facts["check"], current["kind"], _hx(pil, "services", {})).items() if k != "check"})
+        if facts.get("service") and "intent" not in current and current["status"] is not None:
+            svc_ret, _ = _call(minion, "hx_service.status", [facts["service"]], timeout=pol["recheck_timeout"])
+            svc = (svc_ret or {}).get(facts["service"]) or {}
+            current.update(proc_state=current.get("proc_state") or svc.get("state"), intent=svc.get("intent"))
         if facts["type"] == "service":
-            if current.get("proc_state") is None and facts["source"] != "service":
-                svc_ret, _ = _call(minion, "hx_service.status", [facts["service"]], timeout=pol["recheck_timeout"])
-                current["proc_state"] = ((svc_ret or {}).get(facts["service"]) or {}).get("state")
             facts["type"] = "endpoint_failure" if current.get("proc_state") == "running" else "service_down"
+        intended = _intended_down(minion, facts, current, signed)
+        if intended:
+            return intended
         confirmed = current["status"] or status
         cls = hx_incidents.classify(facts["type"], confirmed if confirmed in ("warning", "critical") else status,
                                     icfg["classification"])
@@ -430,6 +437,19 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
         return _act(d, inc, facts, pil, pol, current, opener)
     finally:
         opener.join()
+
+
+def _intended_down(minion, facts, current, signed):
+    """The answer for a service stopped on purpose: audited, no incident, no action; else None."""
+    intent = current.get("intent")
+    if not facts.get("service") or not isinstance(intent, dict) or intent.get("want") != hx_intent.DOWN:
+        return None
+    detail = f"{facts['service']} is {hx_intent.describe(intent)}"
+    _audit("remediate.intended", minion, "no action", check=facts["check"], service=facts["service"],
+           owner=intent.get("owner"), detail=detail, signed=signed)
+    _fire(minion, "intended", {"check": facts["check"], "service": facts["service"], "intent": intent})
+    log.info("hx_remediate: %s on %s: %s; no action", facts["check"], minion, detail)
+    return {"result": True, "outcome": "intended", "comment": f"{detail}: no action", "intent": intent}
 
 
 def _act(d, inc, facts, pil, pol, current, opener):

@@ -236,6 +236,49 @@ def test_kill9_then_recover_brings_it_back_healthy(minion, supervisor):
     assert [a["outcome"] for a in stored["services"]["demo-blue"]["attempts"]] == ["recovered"]
 
 
+def test_a_service_stopped_on_purpose_is_not_recovered_until_started(minion, supervisor):
+    m = minion()
+    port = supervisor["ports"]["demo-blue"]
+    m.start("demo-blue")
+    stopped = m.stop("demo-blue", owner="alice", reason="disk swap")
+    assert stopped["intent"]["want"] == "down" and stopped["intent"]["owner"] == "alice"
+    view = m.status("demo-blue")["demo-blue"]
+    assert view["state"] == "stopped"
+    assert (view["intent"]["want"], view["intent"]["owner"], view["intent"]["reason"]) == ("down", "alice", "disk swap")
+
+    res = minion().recover("demo-blue")  # a restarted minion: the intent is on disk
+    assert res["outcome"] == "intended_down" and res["attempts"] == 0, res
+    assert res["comment"] == "stopped on purpose by alice (disk swap)"
+    assert sv_state(supervisor, "demo-blue") == "STOPPED" and http_health(port) is None
+
+    m.start("demo-blue", owner="bob")
+    assert m.status("demo-blue")["demo-blue"]["intent"]["want"] == "up"
+    pid = http_health(port)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: sv_state(supervisor, "demo-blue") == "EXITED", 10, "supervisord to see the kill")
+    assert m.recover("demo-blue")["outcome"] == "recovered"
+
+
+def test_a_stop_with_a_ttl_lets_recovery_take_over_when_it_expires(minion, supervisor):
+    m = minion()
+    m.start("demo-blue")
+    m.stop("demo-blue", owner="maintenance m-1", reason="patching", ttl=3)
+    assert m.recover("demo-blue")["outcome"] == "intended_down"
+    expires = m.status("demo-blue")["demo-blue"]["intent"]["expires"]
+    time.sleep(max(0.0, expires - time.time()) + 0.05)  # the ttl the stop asked for
+    assert m.status("demo-blue")["demo-blue"]["intent"]["want"] == "up"
+    assert m.recover("demo-blue")["outcome"] == "recovered"
+
+
+def test_a_bad_intent_argument_changes_nothing(minion, supervisor):
+    m = minion()
+    m.start("demo-blue")
+    with pytest.raises(SaltInvocationError, match="ttl: "):
+        m.stop("demo-blue", ttl="forever")
+    assert sv_state(supervisor, "demo-blue") == "RUNNING"
+    assert m.status("demo-blue")["demo-blue"]["intent"]["want"] == "up"
+
+
 def test_restart_that_does_not_fix_health_ends_quarantined(minion, supervisor):
     port = supervisor["ports"]["demo-blue"]
     pillar = services_pillar(supervisor, **{"demo-blue": {

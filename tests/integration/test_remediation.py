@@ -366,6 +366,40 @@ def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, sa
     assert show(salt_run_cli, inc["id"])["facts"]["signed"] is False
 
 
+def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no_one(
+        salt_cli, salt_run_cli, pillar, lab, ports, receiver, master):
+    """Another minion claims hx-m1's demo is down (Salt's service beacon cannot sign; the claim is a hint).
+    Stopped with hx_service.stop: audited as on purpose, nothing else. Intended up and really dead: recovered."""
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert salt_cli.run("hx_service.start", "demo", minion_tgt="hx-m1").returncode == 0
+    stop = salt_cli.run("hx_service.stop", "demo", "reason=disk swap", minion_tgt="hx-m1")
+    assert stop.returncode == 0 and stop.data["intent"]["want"] == "down", stop
+    hint = {"tag": "salt/beacon/hx-m1/service/demo", "data": {"id": "hx-m1", "demo": {"running": False}}}
+    fire_from(salt_cli, "hx-m2", [hint])
+
+    line = wait_for(lambda: [a for a in audit(master, "remediate.intended") if a["ts"] >= since], 60,
+                    "the on-purpose stop to be audited")[0]
+    assert "demo is stopped on purpose by operator" in line["detail"] and "(disk swap)" in line["detail"], line
+    assert line["result"] == "no action" and line["target"] == "hx-m1"
+    # The audit line is written after the decision: no action can follow it.
+    assert lab.pid("demo") is None, "a hint restarted a service stopped on purpose"
+    assert incidents(salt_run_cli, minion="hx-m1", since=since) == []
+    assert receiver.posts == [], "someone was paged for a planned stop"
+    assert not [a for a in audit(master) if a["ts"] >= since and a["what"].startswith("remediate.recover")]
+
+    assert salt_cli.run("hx_service.start", "demo", minion_tgt="hx-m1").returncode == 0
+    pid = lab.pid("demo")
+    os.kill(pid, 9)
+    wait_for(lambda: lab.pid("demo") is None, 15, "supervisord to see the kill")
+    fire_from(salt_cli, "hx-m2", [hint])
+    wait_for(lambda: lab.pid("demo") not in (None, pid) and healthy(ports["demo"]), 60,
+             "demo, intended up and dead, to be recovered from the same hint")
+    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+                   60, "the incident to be resolved")[0]
+    assert inc["check"] == "service/demo" and inc["type"] == "service_down"
+
+
 def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run_cli, pillar, lab, ports, minions,
                                                               master, hx_config, receiver):
     hx_config(receiver.url, remediation={"budget": {"minion": {"max": 1, "window": 3600}}})

@@ -80,7 +80,8 @@ def test_start_follows_dependency_order(salt_cli, services, ports):
 
 
 def test_kill9_then_recover_brings_it_back_healthy(salt_cli, services, ports):
-    assert services.ctl("start", "db").returncode == 0
+    # Started through hx: the previous test's hx_service.stop left db intended down.
+    assert salt_cli.run("hx_service.start", "db", minion_tgt="hx-m1").returncode == 0
     old_pid = services.pid("db")
     os.kill(old_pid, 9)
 
