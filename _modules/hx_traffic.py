@@ -7,7 +7,7 @@ Driver ``nginx`` rewrites an upstream file, checks it with ``nginx -t`` and
 reloads gracefully. Pillar ``hx:traffic`` selects and configures them; see
 ``docs/reference/hx_traffic.md``.
 
-Safety rules (DESIGN.md, known traps), all in the pure ``_utils/hx_haproxy``:
+Safety rules (docs/architecture.md, measured traps), all in the pure ``_utils/hx_haproxy``:
 weights that go up are applied before weights that go down; a server leaves
 traffic by drain -> no sessions -> maint, never ``shutdown sessions``; every
 change is saved to the server-state file and written into haproxy.cfg (checked

@@ -2,7 +2,7 @@
 
 A plain LocalClient call only returns the minions that answered; a rollout or
 a report must also know which targeted minions stayed silent (see "Down
-minions pass silently" in DESIGN.md). Used by every hx-ops runner.
+minions pass silently" in docs/architecture.md, measured traps). Used by every hx-ops runner.
 """
 import logging
 

@@ -5,7 +5,7 @@ printed, validates what an operator typed, decides the order of weight
 changes and rewrites config text. Every validation error is a ValueError
 that names the bad argument.
 
-The switch order is the one measured safe (DESIGN.md, known traps): every
+The switch order is the one measured safe (docs/architecture.md, measured traps): every
 weight that goes **up** is applied before any weight that goes **down**.
 Lowering the old color first leaves a moment where the backend's live weight
 is smaller than it will be, and HAProxy answered 503 in that moment.

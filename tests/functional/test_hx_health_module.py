@@ -24,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    # Nagle + delayed ACK stalls keep-alive responses (DESIGN.md, known traps).
+    # Nagle + delayed ACK stalls keep-alive responses (docs/architecture.md, measured traps).
     disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     release = threading.Event()

@@ -91,7 +91,7 @@ def evil_tarball(path, kind):
 
 class _FileHandler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # DESIGN.md: keep-alive + Nagle stalls python servers
+    disable_nagle_algorithm = True  # docs/architecture.md: keep-alive + Nagle stalls python servers
 
     def log_message(self, *args):
         pass

@@ -155,7 +155,7 @@ def test_blue_to_green_and_back_under_load_drops_nothing(minion, hap):
     lg = LoadGen(hap.url, rate=400, threads=4, timeout=5).start()
     try:
         wait_for(lambda: lg.snapshot()["versions"].get(BLUE, 0) >= 100, 10, "blue traffic")
-        # Several swaps, as in the measurement of DESIGN.md's switch-order trap.
+        # Several swaps, as in the measurement of the switch-order trap (docs/architecture.md).
         for target in (GREEN_LIVE, BLUE_LIVE, GREEN_LIVE, BLUE_LIVE, GREEN_LIVE):
             res = m.weights("demo", target)
             assert res["after"] == target
@@ -235,7 +235,7 @@ def test_reload_keeps_runtime_weights_and_raw_changes_are_lost(minion, hap):
     assert weights_of(m)["app1_green"] == 0
 
     # Two loads: keep-alive clients, and a new connection per request (what
-    # "refused" means: DESIGN.md measured a hard restart refusing 1,749).
+    # "refused" means: a hard restart refused over a thousand, docs/architecture.md).
     lg = LoadGen(hap.url, rate=200, threads=4, timeout=5).start()
     fresh = LoadGen(hap.url, rate=100, threads=2, timeout=5, keepalive=False).start()
     try:

@@ -2,7 +2,7 @@
 
 Paths: ``/ok`` 200, ``/error`` 500, ``/slow`` answers 200 after ``slow_s``;
 anything else 404. ``/health`` is ``/ok``. Nagle is off: with keep-alive the
-standard server otherwise stalls on delayed ACKs (DESIGN.md, known traps).
+standard server otherwise stalls on delayed ACKs (docs/architecture.md, measured traps).
 """
 import functools
 import http.server

@@ -3,7 +3,7 @@
 ``Receiver().start()``; ``.url``; ``.posts`` -> ``[{"path", "body", "headers", "t"}]``;
 ``.fail_next(n, status=500, retry_after=None)`` answers the next ``n`` POSTs
 with ``status``; ``.stop()`` makes it "down" (connections refused) and
-``.start()`` brings it back on the same port. Nagle is off (DESIGN.md).
+``.start()`` brings it back on the same port. Nagle is off (docs/architecture.md, measured traps).
 
 The lab runs it as its notification receiver (every POST appended to a
 JSON-lines file)::
