@@ -207,15 +207,21 @@ def _running_version(cfg, slot):
     return (version if isinstance(version, str) else None), ("ok" if resp.status_code == 200 else f"http {resp.status_code}")
 
 
-def _service_state(service):
+def _service_status(service):
+    """``(hx_service.status row, error)`` of a slot's service."""
     if not service:
-        return None, None
+        return {}, None
     if "hx_service.status" not in __salt__:
-        return "unknown", "hx_service not loaded"
+        return {"state": "unknown"}, "hx_service not loaded"
     try:
-        return __salt__["hx_service.status"](service)[service]["state"], None
+        return __salt__["hx_service.status"](service)[service], None
     except (CommandExecutionError, SaltInvocationError, KeyError) as exc:
-        return "unknown", str(exc)
+        return {"state": "unknown"}, str(exc)
+
+
+def _service_state(service):
+    row, error = _service_status(service)
+    return row.get("state"), error
 
 
 # --------------------------------------------------------------------------
@@ -688,10 +694,11 @@ def versions(app):
     slots = {}
     for slot in hx_releases.SLOTS:
         service = cfg["slots"][slot]["service"]
-        state, error = _service_state(service)
+        row, error = _service_status(service)
         running, health = _running_version(cfg, slot)
         slots[slot] = {"link": _slot_version(cfg, slot), "running": running, "health": health,
-                       "service": service, "state": state, "port": cfg["slots"][slot]["port"]}
+                       "service": service, "state": row.get("state"), "intent": row.get("intent"),
+                       "port": cfg["slots"][slot]["port"]}
         if error:
             slots[slot]["error"] = error
     return {"app": app, "slots": slots, "releases": [r["version"] for r in releases(app)]}

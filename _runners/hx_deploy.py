@@ -31,6 +31,7 @@ import hx_audit
 import hx_canary
 import hx_events
 import hx_fleet
+import hx_lease
 import hx_releases
 import hx_rollout
 import hx_runner
@@ -79,38 +80,74 @@ def _duration(kwargs, key, cfg):
     return hx_apps.number(cfg["app"], key, value)
 
 
+def _lease_ttl():
+    """Seconds a deployment's lease lasts without a heartbeat (``hx_lease:ttl``, default 30)."""
+    opts_conf, file_conf = hx_audit.config_layers(__opts__, "hx_lease")
+    return hx_lease.ttl_from(dict(opts_conf or {}, **(file_conf or {})))
+
+
+def _abandon(store, holder):
+    """Mark the record of a deployment whose stale lease was taken over as abandoned."""
+    record = store.get(hx_rollout.RUNS, holder.get("deployment"))
+    why = (f"abandoned by {holder.get('master')} (pid {holder.get('pid')}): "
+           f"{holder.get('stale_reason') or 'its lease went stale'}")
+    if record and record.get("outcome") in ("running", None):
+        record.update(outcome="abandoned", reason=why, ended=time.time())
+        store.put(hx_rollout.RUNS, record["id"], record)
+    hx_events.audit(__opts__, "deploy.abandoned", holder.get("app") or holder.get("scope"), "ok",
+                    deployment=holder.get("deployment"), reason=why)
+    hx_events.fire(__opts__, f"hx/deploy/{(holder.get('scope') or 'app:?').split(':', 1)[-1]}/abandoned",
+                   {"deployment": holder.get("deployment"), "reason": why})
+    _say(f"took over the stale lease of {holder.get('deployment')}: {why}")
+
+
 def _lock(store, cfg, ro, break_lock):
+    """Take the app's lease: ``(token, None)``, or ``(None, holder)`` / ``(None, refusal text)``."""
+    app = cfg["app"]
+    ttl = _lease_ttl()
     if break_lock:
-        held = store.get(hx_rollout.LOCKS, cfg["app"])
-        store.release(hx_rollout.LOCKS, cfg["app"])
-        hx_events.audit(__opts__, "deploy.lock_broken", cfg["app"], "ok", who=ro.record["user"], holder=held)
+        held = store.get(hx_rollout.LOCKS, app)
+        gone, _ = hx_lease.stale(held, time.time(), _alive(held) if held else None)
+        if held and not gone and str(break_lock).lower() != "force":
+            return None, (f"break_lock: the lease of {hx_lease.describe(held)} is alive; "
+                          "it is broken only when stale (pass break_lock=force to take it anyway)")
+        if held:
+            store.release(hx_rollout.LOCKS, app)
+            hx_events.audit(__opts__, "deploy.lock_broken", app, "ok", who=ro.record["user"], holder=held,
+                            forced=not gone)
+            _abandon(store, dict(held, stale_reason=f"lease broken by {ro.record['user']}"))
     token = uuid.uuid4().hex
-    holder = {
-        "token": token,
-        "deployment": ro.record["id"],
-        "user": ro.record["user"],
-        "jid": ro.record["jid"],
-        "pid": os.getpid(),
-        "master": __opts__.get("id"),
-        "version": ro.record["version"],
-        "strategy": ro.record["strategy"],
-    }
-    taken, current = store.acquire(hx_rollout.LOCKS, cfg["app"], holder)
-    return token if taken else None, current
+    holder = hx_lease.new(
+        token, "deploy", f"app:{app}", ro.record["id"], ro.record["user"], __opts__.get("id"), os.getpid(),
+        time.time(), ttl,
+        what=f"deployment {ro.record['id']} ({ro.record['strategy']} of {ro.record['version']})",
+        deployment=ro.record["id"], jid=ro.record["jid"], version=ro.record["version"],
+        strategy=ro.record["strategy"], app=app, services=[],
+    )
+    taken, current, replaced = store.take(hx_rollout.LOCKS, app, holder, alive=_alive)
+    if replaced:
+        _abandon(store, replaced)
+    return (token, None) if taken else (None, current)
+
+
+def _heartbeat(store, app, token):
+    """Renew ``app``'s lease from a thread while this run works on it."""
+    held = store.get(hx_rollout.LOCKS, app) or {}
+    return hx_store.Heartbeat(store, hx_rollout.LOCKS, app, token,
+                              hx_lease.heartbeat_every(float(held.get("ttl") or hx_lease.DEFAULT_TTL)))
 
 
 def _holder_text(holder):
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(holder.get("since", 0)))
+    if isinstance(holder, str):
+        return holder
     if holder.get("state") == "paused":
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(holder.get("since", 0)))
         return (
             f"canary {holder.get('deployment')} of {holder.get('version')} by {holder.get('user')} since {since} UTC "
             "is paused; go on with hx_deploy.resume, or end it with hx_deploy.promote or hx_deploy.abort"
         )
-    return (
-        f"deployment {holder.get('deployment')} ({holder.get('strategy')} of {holder.get('version')}) "
-        f"by {holder.get('user')} since {since} UTC, pid {holder.get('pid')} on {holder.get('master')}; "
-        "if that run is dead, break the lock with break_lock=True or hx_deploy.unlock"
-    )
+    return (f"{hx_lease.describe(holder)}; if that run is dead its lease expires by itself "
+            f"(or pass break_lock=True once it is stale)")
 
 
 def _begin(cfg, version, strategy, break_lock, kwargs):
@@ -121,10 +158,17 @@ def _begin(cfg, version, strategy, break_lock, kwargs):
     store = hx_store.Store(__opts__)
     token, holder = _lock(store, cfg, ro, break_lock)
     if not token:
+        if isinstance(holder, str):
+            return ro, store, None, _refuse(holder, app=cfg["app"])
         refused = _refuse(f"another deployment of {cfg['app']} is running: {_holder_text(holder)}",
                           app=cfg["app"], holder=holder)
         return ro, store, None, refused
     return ro, store, token, None
+
+
+def _under_work(store, ro, token, color):
+    """Put ``color``'s slot service under this deployment's lease: remediation leaves it to the deployment."""
+    store.update(hx_rollout.LOCKS, ro.app, token, services=[ro.cfg["slots"][color]["service"]], color=color)
 
 
 # An idle minion answers a ping in well under a second: one that is silent this
@@ -180,6 +224,14 @@ def _bake(ro, color, seconds, before):
             return verdict
 
 
+def _failure_text(exc):
+    """What a failed step says; an error no step expected also says where it came from (logged in full)."""
+    if isinstance(exc, hx_rollout.StepError):
+        return str(exc)
+    log.error("hx_deploy: unexpected error", exc_info=exc)
+    return f"unexpected error: {type(exc).__name__}: {exc}"[:500]
+
+
 def _park(ro, color):
     """Stop the idle color after a release failed before any traffic moved.
 
@@ -191,8 +243,8 @@ def _park(ro, color):
         ro.hosts("hx_service.stop", f"stop {service}", arg=[service], timeout=120,
                  kwarg={"owner": f"deployment {ro.record['id']}", "reason": f"parked: {ro.record['version']} failed before traffic"})
         ro.phase("parked", color=color, service=service)
-    except hx_rollout.StepError as exc:
-        ro.phase("parked", color=color, service=service, result="failed", error=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        ro.phase("parked", color=color, service=service, result="failed", error=_failure_text(exc))
 
 
 def _restore(ro, live, reason):
@@ -259,41 +311,45 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     switched = False
     live = None
     try:
-        ro.phase("preflight")
-        live, running = _preflight(ro)
-        idle = hx_apps.other(live)
-        ro.record.update(from_color=live, to_color=idle, previous_versions=running)
-        _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); deploying {version} to {idle}")
-        ro.phase("deploy", color=idle)
-        ro.hosts(
-            "hx_release.install",
-            f"install {version} into {idle}",
-            kwarg={"app": app, "version": version, "slot": idle},
-            timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
-        )
-        ro.phase("verify", color=idle)
-        ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
-        ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
-        before = ro.lb_stats()
-        target = hx_apps.target_weights(cfg, idle)
-        ro.phase("switch", color=idle, weights=target)
-        switched = True
-        ro.set_weights(target, f"switch traffic to {idle}")
-        _say(f"switched: all traffic on {idle}; baking {bake}s")
-        ro.phase("bake", seconds=bake)
-        verdict = _bake(ro, idle, bake, before)
-        ro.record["bake"] = verdict
-        _remember(cfg, idle, live, running, keep_warm, ro.record)
-        ro.phase("warm", color=live, seconds=keep_warm)
-        record = ro.finish("succeeded")
-    except hx_rollout.StepError as exc:
-        reason = str(exc)
+        with _heartbeat(store, app, token):
+            ro.phase("preflight")
+            live, running = _preflight(ro)
+            idle = hx_apps.other(live)
+            ro.record.update(from_color=live, to_color=idle, previous_versions=running)
+            _under_work(store, ro, token, idle)
+            _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); deploying {version} to {idle}")
+            ro.phase("deploy", color=idle)
+            ro.hosts(
+                "hx_release.install",
+                f"install {version} into {idle}",
+                kwarg={"app": app, "version": version, "slot": idle},
+                timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
+            )
+            ro.phase("verify", color=idle)
+            ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
+            ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
+            before = ro.lb_stats()
+            target = hx_apps.target_weights(cfg, idle)
+            ro.phase("switch", color=idle, weights=target)
+            switched = True
+            ro.set_weights(target, f"switch traffic to {idle}")
+            _say(f"switched: all traffic on {idle}; baking {bake}s")
+            ro.phase("bake", seconds=bake)
+            verdict = _bake(ro, idle, bake, before)
+            ro.record["bake"] = verdict
+            _remember(cfg, idle, live, running, keep_warm, ro.record)
+            ro.phase("warm", color=live, seconds=keep_warm)
+            record = ro.finish("succeeded")
+    except Exception as exc:  # pylint: disable=broad-except
+        # Whatever went wrong, traffic goes back to where it was and the
+        # record says why: it never stays "running" after this process.
+        reason = _failure_text(exc)
         if switched:
             try:
                 _restore(ro, live, reason)
                 record = ro.finish("rolled_back", reason)
-            except hx_rollout.StepError as again:
-                record = ro.finish("rollback_failed", f"{reason}; rollback: {again}")
+            except Exception as again:  # pylint: disable=broad-except
+                record = ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
         else:
             if ro.record.get("to_color"):
                 _park(ro, ro.record["to_color"])
@@ -470,8 +526,10 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
     out["running"] = None
     if lock:
         run = store.get(hx_rollout.RUNS, lock.get("deployment")) or {}
+        gone, why = hx_lease.stale(lock, time.time(), _alive(lock))
         out["running"] = {"lock": {k: v for k, v in lock.items() if k != "token"}, "phase": run.get("phase"),
-                          "outcome": run.get("outcome")}
+                          "outcome": run.get("outcome"), "lease": hx_lease.describe(lock),
+                          "stale": why if gone else None}
         if run.get("strategy") == "canary":
             out["canary"] = _canary_view(run)
     out["state"] = store.get(hx_rollout.APPS, app)
@@ -481,8 +539,15 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
     for host, slots in sorted((out.get("versions") or {}).items()):
         shown = ", ".join(f"{c}={(slots.get(c) or {}).get('running') or '-'}" for c in hx_apps.COLORS)
         lines.append(f"  {host}: {shown}")
+    for host, slots in sorted((out.get("versions") or {}).items()):
+        for color in hx_apps.COLORS:
+            intent = (slots.get(color) or {}).get("intent") or {}
+            if intent.get("want") == "down":
+                lines.append(f"  {host}: {color} intended down by {intent.get('owner')} ({intent.get('reason')})")
     if out["running"]:
-        lines.append(f"  running: {out['running']['lock'].get('deployment')} phase {out['running']['phase']}")
+        lines.append(f"  running: {out['running']['lock'].get('deployment')} phase {out['running']['phase']}; "
+                     f"lease {out['running']['lease']}"
+                     + (f"; STALE: {out['running']['stale']}" if out["running"]["stale"] else ""))
     if out.get("canary"):
         lines.extend("  " + line for line in _canary_lines(out["canary"]))
     warm = (out["state"] or {}).get("warm")
@@ -768,8 +833,9 @@ def _take_lock(store, app, record_id, user):
         held = store.get(hx_rollout.LOCKS, app)
         if not held or held.get("deployment") != record_id:
             return None, held
-        store.put(hx_rollout.LOCKS, app, dict(held, token=token, pid=os.getpid(), master=__opts__.get("id"),
-                                             user=user, state="running"))
+        store.put(hx_rollout.LOCKS, app, hx_lease.renewed(
+            dict(held, token=token, id=token, pid=os.getpid(), master=__opts__.get("id"), user=user, state="running"),
+            time.time()))
     return token, held
 
 
@@ -896,9 +962,9 @@ def _canary_rollback(store, ro, reason, outcome="rolled_back"):
     _say(f"rolling back: traffic back to {stable} ({reason})")
     try:
         seen = ro.set_weights(hx_apps.target_weights(ro.cfg, stable), f"restore traffic to {stable}")
-    except hx_rollout.StepError as again:
+    except Exception as again:  # pylint: disable=broad-except
         c["state"] = "rollback_failed"
-        return ro.finish("rollback_failed", f"{reason}; rollback: {again}")
+        return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
     c.update(state=outcome, percent=0, weights={"canary": 0, "stable": int(ro.cfg["deploy"]["weight"])})
     ro.phase("rolled_back", color=stable, weights=seen)
     state = store.get(hx_rollout.APPS, ro.app, {}) or {}
@@ -933,7 +999,7 @@ def _canary_pause(store, ro, token, reason):
     c.update(state="paused", paused_reason=reason, paused_at=time.time())
     ro.record["outcome"] = "paused"
     ro.phase("paused", step=c.get("current"), percent=c.get("percent"), reason=reason)
-    _mark_lock(store, ro.app, token, state="paused", pid=None)
+    _mark_lock(store, ro.app, token, state="paused", pid=None, expires=None)
     _say(f"paused at step {c.get('current')} ({c.get('percent')}%): {reason}; "
          f"go on with hx_deploy.resume app={ro.app}, or hx_deploy.promote / hx_deploy.abort")
     return ro.record
@@ -983,8 +1049,8 @@ def _drive(store, ro, token):
         if ctl.action == "promote":
             return _canary_promote(store, ro, by=who)
         return _canary_rollback(store, ro, f"aborted by {who}", outcome="aborted")
-    except hx_rollout.StepError as exc:
-        return _canary_rollback(store, ro, str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        return _canary_rollback(store, ro, _failure_text(exc))
 
 
 def _canary_ret(record, ok=("succeeded", "paused")):
@@ -1073,6 +1139,18 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         return refused
     record = None
     try:
+        with _heartbeat(store, app, token):
+            record = _canary_run(store, ro, token, conf, keep_warm)
+    finally:
+        if record is None or record["outcome"] != "paused":
+            store.release(hx_rollout.LOCKS, app, token)
+    return _canary_ret(record)
+
+
+def _canary_run(store, ro, token, conf, keep_warm):
+    """Install and verify the canary color, then drive its steps; the record, finished or paused."""
+    app, cfg, version = ro.app, ro.cfg, ro.record["version"]
+    try:
         store.delete(hx_rollout.CONTROL, app)
         ro.record["canary"] = {"conf": conf, "steps": conf["steps"], "index": 0, "results": [], "state": "deploying",
                                "keep_warm": keep_warm, "current": None, "percent": 0, "weights": None}
@@ -1081,6 +1159,7 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         idle = hx_apps.other(live)
         ro.record.update(from_color=live, to_color=idle, previous_versions=running)
         ro.record["canary"].update(canary=idle, stable=live)
+        _under_work(store, ro, token, idle)
         _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); "
              f"canary {version} on {idle}, steps {[s.get('percent', 'pause') for s in conf['steps']]}")
         ro.phase("deploy", color=idle)
@@ -1093,17 +1172,10 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         ro.phase("verify", color=idle)
         ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
         ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
-    except hx_rollout.StepError as exc:
-        record = ro.finish("failed", str(exc))
-        store.release(hx_rollout.LOCKS, app, token)
-        return _canary_ret(record)
+    except Exception as exc:  # pylint: disable=broad-except
+        return ro.finish("failed", _failure_text(exc))
     ro.record["canary"]["state"] = "running"
-    try:
-        record = _drive(store, ro, token)
-    finally:
-        if record is None or record["outcome"] != "paused":
-            store.release(hx_rollout.LOCKS, app, token)
-    return _canary_ret(record)
+    return _drive(store, ro, token)
 
 
 def _canary_record(store, app):
@@ -1118,11 +1190,9 @@ def _canary_record(store, app):
 
 
 def _alive(held):
-    """Is the process holding the lock alive? Only knowable on the master that runs it."""
-    if not held.get("pid"):
-        return False
-    if held.get("master") != __opts__.get("id"):
-        return True
+    """Is the process holding the lease alive? True/False on the master that runs it, else None (unknown)."""
+    if not held or not held.get("pid") or held.get("master") != __opts__.get("id"):
+        return None
     try:
         os.kill(int(held["pid"]), 0)
     except ProcessLookupError:
@@ -1145,7 +1215,7 @@ def _act(app, action, kwargs, timeout=None):
     user = _caller(kwargs)
     hx_events.audit(__opts__, f"deploy.{action}", app, "requested", who=user, deployment=record["id"])
     paused = record.get("outcome") == "paused"
-    orphan = not paused and not _alive(held)
+    orphan = not paused and hx_lease.stale(held, time.time(), _alive(held))[0]
     if not paused and not orphan:
         if action == "resume":
             return {"result": True, "app": app, "deployment": record["id"], "outcome": "running",
@@ -1182,12 +1252,13 @@ def _act(app, action, kwargs, timeout=None):
             if action == "pause":  # an orphaned running canary: park it where it is
                 result = _canary_pause(store, ro, token, f"paused by {user} (its run had died)")
             else:
-                result = _drive(store, ro, token)
+                with _heartbeat(store, app, token):
+                    result = _drive(store, ro, token)
         elif action == "promote":
             try:
                 result = _canary_promote(store, ro, by=user)
-            except hx_rollout.StepError as exc:
-                result = _canary_rollback(store, ro, f"promotion failed: {exc}")
+            except Exception as exc:  # pylint: disable=broad-except
+                result = _canary_rollback(store, ro, f"promotion failed: {_failure_text(exc)}")
         else:
             result = _canary_rollback(store, ro, f"aborted by {user}", outcome="aborted")
     finally:

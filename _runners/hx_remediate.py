@@ -188,11 +188,13 @@ def _suppression(minion, facts, pil, pol):
         if err and ret is not None and "is not available" not in str(ret):
             # hx_maint missing on the minion = no window; any other failure is worth a line
             log.warning("hx_remediate: hx_maint.window_open on %s: %s", minion, err)
-    locks = [k for k in (_cache().list(DEPLOY_LOCKS) or []) if not k.startswith(".") and not k.startswith("tmp")]
-    app = hx_remediation.deploy_app_for(facts.get("service"), locks, _hx(pil, "apps", {}))
-    if app:
-        lock = _cache().fetch(DEPLOY_LOCKS, app) or {}
-        return "deploy", f"deployment of {app} in progress ({lock.get('run') or lock.get('by') or 'locked'})", False
+    cache = _cache()
+    holders = {k: cache.fetch(DEPLOY_LOCKS, k) for k in (cache.list(DEPLOY_LOCKS) or [])
+               if not k.startswith(".") and not k.startswith("tmp")}
+    held = hx_remediation.deploy_suppression(holders, facts.get("service"), time.time())
+    if held:
+        app, who = held
+        return "deploy", f"{facts.get('service')} is under a deployment of {app}: {who}", False
     return None
 
 

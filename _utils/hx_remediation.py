@@ -9,6 +9,8 @@ import json
 import math
 import re
 
+import hx_lease
+
 # Where each setting may come from (see docs/reference/hx_remediate.md):
 # built-in defaults <- master opts ``hx_remediation`` <- the hx-ops config file
 # <- the affected minion's pillar ``hx:remediation`` (compiled on the master).
@@ -310,21 +312,22 @@ def maintenance_holds(mode, window_status, configured_windows):
     return mode == "any" or bool(configured_windows)
 
 
-def deploy_app_for(service, locks, apps=None):
-    """The app with a deploy lock that ``service`` belongs to, or None.
+def deploy_suppression(holders, service, now, alive=None):
+    """``(app, text)`` when a running deployment has ``service`` under work, else None.
 
-    A service belongs to an app when ``hx:apps:<app>:slots:<color>:service``
-    names it, or (without such a declaration) when it is ``<app>`` or
-    ``<app>-<something>`` (the slot default ``<app>-<color>``).
+    ``holders``: {app: lease holder} from ``hx/deploy/locks``. Only a lease
+    that is running (a paused canary's colors are live and guarded like any
+    other), fresh (a dead deployment silences nothing) and covers this very
+    service (the color being installed) holds remediation back.
     """
-    if not service:
-        return None
-    for app in sorted(locks):
-        slots = ((apps or {}).get(app) or {}).get("slots")
-        if isinstance(slots, dict):
-            names = {(s or {}).get("service", f"{app}-{color}") for color, s in slots.items() if isinstance(s, dict) or s is None}
-            if service in names:
-                return app
-        if service == app or service.startswith(app + "-"):
-            return app
+    for app in sorted(holders):
+        holder = holders[app]
+        if not isinstance(holder, dict) or holder.get("state", "running") != "running":
+            continue
+        if hx_lease.stale(holder, now, alive(holder) if alive else None)[0]:
+            continue
+        if hx_lease.covers(holder, service):
+            return app, hx_lease.describe(holder, now)
     return None
+
+

@@ -6,11 +6,16 @@ compare-and-swap, so taking a lock checks and writes under an exclusive flock
 on the master: atomic between runners of one master. Masters sharing a cache
 driver should run deployments from one of them (documented limitation).
 """
+import logging
+import threading
 import time
 
 import salt.cache
 
 import hx_audit
+import hx_lease
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -56,3 +61,73 @@ class Store:
                 self.delete(bank, key)
                 return True
             return False
+
+    # -- leases (hx_lease holders) ----------------------------------------------
+
+    def take(self, bank, key, holder, alive=None):
+        """Take lease ``bank/key`` for ``holder``; a stale holder is replaced.
+
+        ``alive(holder)``: True/False/None (unknown) for the holder's process.
+        Returns ``(taken, current, replaced)``: ``replaced`` is the stale
+        holder this call took over (its work was abandoned), else None.
+        """
+        with hx_audit.lock(self.opts, f"{bank}/{key}"):
+            current = self.get(bank, key)
+            replaced = None
+            if current:
+                gone, why = hx_lease.stale(current, time.time(), alive(current) if alive else None)
+                if not gone:
+                    return False, current, None
+                replaced = dict(current, stale_reason=why)
+            self.put(bank, key, holder)
+            return True, holder, replaced
+
+    def renew(self, bank, key, token):
+        """Heartbeat: extend the lease while ``token`` still holds it; False when it was lost."""
+        with hx_audit.lock(self.opts, f"{bank}/{key}"):
+            current = self.get(bank, key)
+            if not current or current.get("token") != token:
+                return False
+            if current.get("state") == "paused":
+                return True
+            self.put(bank, key, hx_lease.renewed(current, time.time()))
+            return True
+
+    def update(self, bank, key, token, **fields):
+        """Change fields of the holder while ``token`` holds it; False when it was lost."""
+        with hx_audit.lock(self.opts, f"{bank}/{key}"):
+            current = self.get(bank, key)
+            if not current or current.get("token") != token:
+                return False
+            self.put(bank, key, dict(current, **fields))
+            return True
+
+
+class Heartbeat:
+    """Renews a lease from a background thread while its holder works (``with Heartbeat(...)``)."""
+
+    def __init__(self, store, bank, key, token, every):
+        self.store, self.bank, self.key, self.token, self.every = store, bank, key, token, every
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"hx-lease-{key}", daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            try:
+                if not self.store.renew(self.bank, self.key, self.token):
+                    self.lost = True
+                    log.error("hx lease %s/%s was taken over; this run no longer holds it", self.bank, self.key)
+                    return
+            except Exception as exc:  # pylint: disable=broad-except
+                # One failed renewal is not fatal: the ttl covers three.
+                log.warning("hx lease %s/%s: renewal failed: %s", self.bank, self.key, exc)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+        return False

@@ -6,6 +6,7 @@ Topology: hx-m1 and hx-m2 are app hosts (127.0.0.21 / .22, each with its
 own supervisord running demo-blue and demo-green); hx-m1 is also the load
 balancer (HAProxy started by the test, driven through hx_traffic).
 """
+import subprocess
 import threading
 import time
 
@@ -194,3 +195,40 @@ def test_orchestration_deploys_and_fails_like_the_runner(fleet):
         "state.orchestrate", "orch.blue_green", 'pillar={"app": "demo", "version": "2.0.0-bad"}', _timeout=240
     )
     assert bad.returncode != 0
+
+
+def test_a_killed_deployment_is_abandoned_and_the_next_one_proceeds(fleet, event_listener, master):
+    """The deploying salt-run SIGKILLed mid-bake: its lease names a process that is gone, so it is
+    stale at once on this master (elsewhere it expires after hx_lease:ttl); the next deployment takes
+    it over, the killed one's record says abandoned, and traffic never fails."""
+    since = time.time()
+    load = fleet.load()
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        fleet.run.cmdline("hx_deploy.blue_green", "app=demo", "version=1.1.0", "bake=300"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/bake")], timeout=120, after_time=since)
+        assert events.found_all_events, "the deployment never reached bake"
+        killed_id = list(events)[0].data["id"]
+        baking = fleet.live()
+        held = fleet.run.run("hx_deploy.status", "app=demo").data["running"]
+        assert held["lock"]["deployment"] == killed_id and held["lock"]["pid"] == proc.pid
+        assert held["lock"]["services"] == [f"demo-{held['lock']['color']}"], held
+        assert held["stale"] is None and "heartbeat" in held["lease"]
+        proc.kill()
+        proc.wait(30)
+        stale = fleet.run.run("hx_deploy.status", "app=demo").data["running"]
+        assert stale["stale"] == "its process is gone", stale
+        ret = fleet.deploy("1.2.0", "bake=2")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        result = load.stop()
+    assert ret.returncode == 0, ret.stdout
+    assert ret.data["outcome"] == "succeeded" and ret.data["from_color"] == baking, ret.data
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    assert fleet.sample_versions()["versions"] == {"1.2.0": 200}
+    killed = fleet.run.run("hx_deploy.history", "app=demo").data["records"][killed_id]
+    assert killed["outcome"] == "abandoned", killed["outcome"]
+    assert killed["reason"].startswith(f"abandoned by {master.id} (pid {proc.pid}): its process is gone"), killed
+    assert fleet.run.run("hx_deploy.status", "app=demo").data["running"] is None

@@ -180,18 +180,31 @@ def test_maintenance_holds(mode, status, configured, holds):
     assert r.maintenance_holds(mode, status, configured) is holds
 
 
-def test_deploy_lock_matches_the_apps_services():
-    apps = {"shop": {"slots": {"blue": {"service": "shop-b"}, "green": None}}}
-    assert r.deploy_app_for("shop-b", ["shop"], apps) == "shop"
-    assert r.deploy_app_for("shop-green", ["shop"], apps) == "shop"  # slot default <app>-<color>
-    assert r.deploy_app_for("demo-blue", ["demo"], {}) == "demo"
-    assert r.deploy_app_for("demography", ["demo"], {}) is None
-    assert r.deploy_app_for("api", ["demo"], {}) is None
-    assert r.deploy_app_for(None, ["demo"], {}) is None
+def _lease(now, **extra):
+    import hx_lease
+    return hx_lease.new("t", "deploy", "app:demo", "demo-1", "alice", "m1", 42, now, 30,
+                        what="deployment demo-1 (blue_green of 1.2.0)", **extra)
 
 
-# -- budgets ----------------------------------------------------------------------------
-
+def test_only_a_running_fresh_deployment_holds_back_the_service_it_works_on():
+    now = 1000.0
+    held = {"demo": _lease(now, services=["demo-green"])}
+    app, text = r.deploy_suppression(held, "demo-green", now + 5)
+    assert app == "demo" and text.startswith("deployment demo-1 (blue_green of 1.2.0) by alice")
+    assert "heartbeat 5 s ago" in text
+    # the live color is not under work: remediation guards it
+    assert r.deploy_suppression(held, "demo-blue", now + 5) is None
+    assert r.deploy_suppression(held, None, now + 5) is None
+    # a dead deployment silences nothing: expired, or its process gone
+    assert r.deploy_suppression(held, "demo-green", now + 31) is None
+    assert r.deploy_suppression(held, "demo-green", now + 5, alive=lambda h: False) is None
+    # a paused canary's colors serve users: guarded like any other service
+    import hx_lease
+    paused = {"demo": hx_lease.paused(_lease(now, services=["demo-green"]))}
+    assert r.deploy_suppression(paused, "demo-green", now + 9999) is None
+    # before the deployment chose its color, nothing is under work
+    assert r.deploy_suppression({"demo": _lease(now)}, "demo-green", now) is None
+    assert r.deploy_suppression({"demo": None, "x": "junk"}, "demo-green", now) is None
 
 def test_minion_budget_window_edges():
     limits = {"max": 2, "window": 600.0}
