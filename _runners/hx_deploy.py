@@ -31,6 +31,7 @@ import hx_audit
 import hx_canary
 import hx_events
 import hx_fleet
+import hx_incidents
 import hx_lease
 import hx_releases
 import hx_rollout
@@ -80,12 +81,6 @@ def _duration(kwargs, key, cfg):
     return hx_apps.number(cfg["app"], key, value)
 
 
-def _lease_ttl():
-    """Seconds a deployment's lease lasts without a heartbeat (``hx_lease:ttl``, default 30)."""
-    opts_conf, file_conf = hx_audit.config_layers(__opts__, "hx_lease")
-    return hx_lease.ttl_from(dict(opts_conf or {}, **(file_conf or {})))
-
-
 def _abandon(store, holder):
     """Mark the record of a deployment whose stale lease was taken over as abandoned."""
     record = store.get(hx_rollout.RUNS, holder.get("deployment"))
@@ -104,18 +99,7 @@ def _abandon(store, holder):
 def _lock(store, cfg, ro, break_lock):
     """Take the app's lease: ``(token, None)``, or ``(None, holder)`` / ``(None, refusal text)``."""
     app = cfg["app"]
-    ttl = _lease_ttl()
-    if break_lock:
-        held = store.get(hx_rollout.LOCKS, app)
-        gone, _ = hx_lease.stale(held, time.time(), _alive(held) if held else None)
-        if held and not gone and str(break_lock).lower() != "force":
-            return None, (f"break_lock: the lease of {hx_lease.describe(held)} is alive; "
-                          "it is broken only when stale (pass break_lock=force to take it anyway)")
-        if held:
-            store.release(hx_rollout.LOCKS, app)
-            hx_events.audit(__opts__, "deploy.lock_broken", app, "ok", who=ro.record["user"], holder=held,
-                            forced=not gone)
-            _abandon(store, dict(held, stale_reason=f"lease broken by {ro.record['user']}"))
+    ttl = hx_store.lease_ttl(__opts__)
     token = uuid.uuid4().hex
     holder = hx_lease.new(
         token, "deploy", f"app:{app}", ro.record["id"], ro.record["user"], __opts__.get("id"), os.getpid(),
@@ -124,9 +108,12 @@ def _lock(store, cfg, ro, break_lock):
         deployment=ro.record["id"], jid=ro.record["jid"], version=ro.record["version"],
         strategy=ro.record["strategy"], app=app, services=[],
     )
-    taken, current, replaced = store.take(hx_rollout.LOCKS, app, holder, alive=_alive)
-    if replaced:
-        _abandon(store, replaced)
+    taken, current, replaced = store.claim(hx_rollout.LOCKS, app, holder, break_lock, alive=_alive)
+    for old in replaced:
+        if old.get("forced"):
+            hx_events.audit(__opts__, "deploy.lock_broken", app, "ok", who=ro.record["user"],
+                            holder={k: v for k, v in old.items() if k != "token"})
+        _abandon(store, old)
     return (token, None) if taken else (None, current)
 
 
@@ -157,6 +144,11 @@ def _begin(cfg, version, strategy, break_lock, kwargs):
     )
     store = hx_store.Store(__opts__)
     token, holder = _lock(store, cfg, ro, break_lock)
+    if token:
+        maint = _maintenance_over(store, cfg)
+        if maint:
+            store.release(hx_rollout.LOCKS, cfg["app"], token)
+            return ro, store, None, _refuse(maint, app=cfg["app"])
     if not token:
         if isinstance(holder, str):
             return ro, store, None, _refuse(holder, app=cfg["app"])
@@ -164,6 +156,21 @@ def _begin(cfg, version, strategy, break_lock, kwargs):
                           app=cfg["app"], holder=holder)
         return ro, store, None, refused
     return ro, store, token, None
+
+
+MAINT_LOCKS, MAINT_KEY = "hx/maint/locks", "fleet"
+
+
+def _maintenance_over(store, cfg):
+    """Refusal text when a live maintenance lease covers one of the app's hosts, else None."""
+    held = store.get(MAINT_LOCKS, MAINT_KEY)
+    if not held or hx_lease.stale(held, time.time(), _alive(held))[0]:
+        return None
+    hosts = sorted(set(held.get("hosts") or []) & set(cfg["hosts"]))
+    if not hosts:
+        return None
+    return (f"a maintenance run covers {', '.join(hosts)}: {hx_lease.describe(held)}; "
+            "deploy when it is done (salt-run hx_maint.status)")
 
 
 def _under_work(store, ro, token, color):
@@ -239,12 +246,23 @@ def _park(ro, color):
     and remediation busy. The release stays installed for inspection.
     """
     service = ro.cfg["slots"][color]["service"]
+    owner = f"deployment {ro.record['id']}"
     try:
         ro.hosts("hx_service.stop", f"stop {service}", arg=[service], timeout=120,
-                 kwarg={"owner": f"deployment {ro.record['id']}", "reason": f"parked: {ro.record['version']} failed before traffic"})
+                 kwarg={"owner": owner, "reason": f"parked: {ro.record['version']} failed before traffic"})
         ro.phase("parked", color=color, service=service)
     except Exception as exc:  # pylint: disable=broad-except
         ro.phase("parked", color=color, service=service, result="failed", error=_failure_text(exc))
+        return
+    # What the failing release raised on its way (endpoint checks of the
+    # slot) is explained now: the slot is stopped on purpose.
+    try:
+        ids = hx_incidents.make_desk(__opts__).resolve_planned(
+            sorted(ro.cfg["hosts"]), service, owner, f"{service} parked by {owner}: stopped on purpose")
+        if ids:
+            ro.phase("incidents_resolved", service=service, incidents=ids)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("hx_deploy: could not resolve the incidents of parked %s: %s", service, exc)
 
 
 def _restore(ro, live, reason):
@@ -1190,16 +1208,7 @@ def _canary_record(store, app):
 
 
 def _alive(held):
-    """Is the process holding the lease alive? True/False on the master that runs it, else None (unknown)."""
-    if not held or not held.get("pid") or held.get("master") != __opts__.get("id"):
-        return None
-    try:
-        os.kill(int(held["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError):
-        return True
-    return True
+    return hx_store.pid_alive(__opts__, held)
 
 
 def _act(app, action, kwargs, timeout=None):

@@ -31,6 +31,7 @@ import salt.pillar
 import hx_apps
 import hx_events
 import hx_fleet
+import hx_lease
 import hx_maintrun
 import hx_runner
 import hx_store
@@ -196,26 +197,86 @@ def _window(run, hosts, emergency):
 
 
 def _holder_text(holder):
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(holder.get("since", 0)))
-    return (f"maintenance run {holder.get('run')} on {holder.get('tgt')} by {holder.get('user')} since {since} UTC, "
-            f"pid {holder.get('pid')} on {holder.get('master')}; if that run is dead, pass break_lock=True")
+    if isinstance(holder, str):
+        return holder
+    return (f"{hx_lease.describe(holder)}; if that run is dead its lease expires by itself "
+            "(or pass break_lock=True once it is stale)")
+
+
+def _alive(holder):
+    return hx_store.pid_alive(__opts__, holder)
+
+
+def _abandon(run, holder):
+    """Mark the record of a maintenance run whose stale lease this run took over as abandoned."""
+    why = (f"abandoned by {holder.get('master')} (pid {holder.get('pid')}): "
+           f"{holder.get('stale_reason') or 'its lease went stale'}")
+    old = run.store.get(RUNS, holder.get("run"))
+    if old and old.get("outcome") in ("running", None):
+        old.update(outcome="abandoned", reason=why, ended=time.time())
+        run.store.put(RUNS, old["id"], old)
+    hx_events.audit(__opts__, "maint.abandoned", holder.get("tgt"), "ok", run=holder.get("run"), reason=why,
+                    forced=bool(holder.get("forced")))
 
 
 def _lock(run, break_lock):
     store = run.store
-    if break_lock:
-        held = store.get(LOCKS, LOCK_KEY)
-        store.release(LOCKS, LOCK_KEY)
-        hx_events.audit(__opts__, "maint.lock_broken", run.record["tgt"], "ok", who=run.record["user"], holder=held)
     token = uuid.uuid4().hex
-    holder = {"token": token, "run": run.id, "tgt": run.record["tgt"], "user": run.record["user"],
-              "jid": run.record["jid"], "pid": os.getpid(), "master": __opts__.get("id")}
-    taken, current = store.acquire(LOCKS, LOCK_KEY, holder)
+    holder = hx_lease.new(
+        token, "maint", "fleet", run.id, run.record["user"], __opts__.get("id"), os.getpid(), time.time(),
+        hx_store.lease_ttl(__opts__), what=f"maintenance run {run.id} on {run.record['tgt']}",
+        run=run.id, tgt=run.record["tgt"], jid=run.record["jid"], hosts=list(run.record["targets"]),
+    )
+    taken, current, replaced = store.claim(LOCKS, LOCK_KEY, holder, break_lock, alive=_alive)
+    for old in replaced:
+        _abandon(run, old)
     if not taken:
-        run.record["holder"] = {k: v for k, v in current.items() if k != "token"}
+        if not isinstance(current, str):
+            run.record["holder"] = {k: v for k, v in current.items() if k != "token"}
         raise Stop("another maintenance run holds the lock: " + _holder_text(current))
     run.phase("lock", holder={k: v for k, v in holder.items() if k != "token"})
     return token
+
+
+# A maintenance run waits this long for a deployment of an app on the hosts
+# it is about to drain, then stops (the deployment owns those weights).
+DEPLOY_WAIT = 600
+
+
+def _deploys_on(batch, facts):
+    """{app: lease holder} of live, running deployments of the apps the batch's hosts serve."""
+    store = hx_store.Store(__opts__)
+    apps = sorted({app for host in batch for app, _lb, _backend, _server in facts[host]["servers"]})
+    out = {}
+    for app in apps:
+        held = store.get("hx/deploy/locks", app)
+        if held and held.get("state", "running") == "running" and not hx_lease.stale(held, time.time(), _alive(held))[0]:
+            out[app] = held
+    return out
+
+
+def _wait_for_deploys(run, batch, facts, wait=DEPLOY_WAIT):
+    """Before draining ``batch``: wait (bounded, with progress) for deployments of its apps to end."""
+    began = time.monotonic()
+    said = 0.0
+    held = _deploys_on(batch, facts)
+    if not held:
+        return
+    what = "; ".join(f"{app}: {hx_lease.describe(h)}" for app, h in sorted(held.items()))
+    run.phase("wait_deploy", hosts=batch, holders=what)
+    while held:
+        waited = time.monotonic() - began
+        if waited >= wait:
+            raise Stop(f"a deployment still holds the apps of {', '.join(batch)} after {wait}s ({what}); "
+                       "nothing was drained")
+        if waited - said >= 10 or said == 0.0:
+            _say(f"waiting for a deployment before draining {', '.join(batch)} ({waited:.0f}s): {what}")
+            said = waited or 0.001
+        time.sleep(1)
+        held = _deploys_on(batch, facts)
+    run.record.setdefault("waited", []).append({"hosts": batch, "for": what,
+                                                "seconds": round(time.monotonic() - began, 1)})
+    run.phase("waited_deploy", hosts=batch, holders=what, seconds=round(time.monotonic() - began, 1))
 
 
 def _settings(hosts):
@@ -352,6 +413,9 @@ def _drain(run, host, facts, cfg):
                                                    "timeout": cfg["drain_timeout"]},
                    timeout=int(cfg["drain_timeout"]) + 30)
         entry["drain"] = {k: ret.get(k) for k in ("from", "state", "waited_ms")}
+        row = _lb_rows(lb, backend).get(server) or {}
+        entry["left"] = {k: row.get(k) for k in ("weight", "admin")}  # what restore checks is still ours
+        run.save()
     run.phase("drain", host=host, servers=[f"{e['lb']}:{e['backend']}/{e['server']}" for e in rec["drained"]])
 
 
@@ -361,7 +425,11 @@ def _restore(run, host, cfg):
     for entry in rec.get("drained") or []:
         lb, backend, server, before = entry["lb"], entry["backend"], entry["server"], entry["before"]
         now = _lb_rows(lb, backend).get(server)
-        change = hx_maintrun.restore_changes(before, now)
+        change = hx_maintrun.restore_changes(before, now, entry.get("left"))
+        if hx_maintrun.foreign_weight(now, entry.get("left")):
+            entry["foreign_weight"] = int((now or {}).get("weight") or 0)
+            _say(f"{lb}: {backend}/{server} weight changed to {entry['foreign_weight']} by someone else since the "
+                 f"drain (was {(entry.get('left') or {}).get('weight')}); left as it is")
         # Weight first: a server leaving maint must come back with its old weight, not another.
         if "weight" in change:
             _one(lb, "hx_traffic.set_weight", arg=[backend, server, change["weight"]])
@@ -374,9 +442,10 @@ def _restore(run, host, cfg):
         for entry in rec.get("drained") or []:
             row = _lb_rows(entry["lb"], entry["backend"]).get(entry["server"]) or {}
             before = entry["before"]
-            if row.get("admin") != before.get("admin") or int(row.get("weight") or 0) != int(before.get("weight") or 0):
+            weight = entry.get("foreign_weight", before.get("weight"))
+            if row.get("admin") != before.get("admin") or int(row.get("weight") or 0) != int(weight or 0):
                 wrong.append(f"{entry['server']}: admin {row.get('admin')} weight {row.get('weight')}, "
-                             f"expected {before.get('admin')}/{before.get('weight')}")
+                             f"expected {before.get('admin')}/{weight}")
             elif before.get("status") == "UP" and row.get("status") not in ("UP", "unknown"):
                 wrong.append(f"{entry['server']}: {row.get('status')}, was UP")
         if not wrong:
@@ -746,7 +815,7 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
     """
     try:
         opts = _run_opts(batch, emergency, max_fail_percentage, security_only, reboot, services)
-        break_lock = _bool(break_lock, "break_lock")
+        break_lock = "force" if str(break_lock).lower() == "force" else _bool(break_lock, "break_lock")
     except ValueError as exc:
         return hx_runner.finish(__context__, {"result": False, "outcome": "refused", "comment": str(exc)})
     run_ = Run(tgt, tgt_type, _caller(kwargs), kwargs.get("__pub_jid"), dict(opts, tgt=tgt, tgt_type=tgt_type))
@@ -764,6 +833,9 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
         token = _lock(run_, break_lock)
     except Stop as exc:
         return _finish(run_, "refused", str(exc))
+    beat = hx_store.Heartbeat(run_.store, LOCKS, LOCK_KEY, token, hx_lease.heartbeat_every(
+        float((run_.store.get(LOCKS, LOCK_KEY) or {}).get("ttl") or hx_lease.DEFAULT_TTL)))
+    beat.__enter__()
     try:
         try:
             cfgs = _settings(hosts)
@@ -776,6 +848,7 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
         failed = []
         for batch_hosts in plan:
             try:
+                _wait_for_deploys(run_, batch_hosts, facts)
                 _drain_safety(batch_hosts, facts)
             except Stop as exc:
                 run_.phase("stopped", result="failed", reason=str(exc))
@@ -799,6 +872,7 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
         log.exception("hx_maint.run %s", run_.id)
         return _finish(run_, "error", f"unexpected error: {exc}; hosts being maintained stay out of rotation")
     finally:
+        beat.__exit__(None, None, None)
         run_.store.release(LOCKS, LOCK_KEY, token)
 
 

@@ -336,12 +336,21 @@ def remaining_live(rows, removing):
     return sorted(name for name, row in rows.items() if name not in set(removing) and live(row))
 
 
-def restore_changes(before, now):
-    """What puts a server back exactly as it was: ``{"state": ..., "weight": ...}`` (only what differs)."""
+def foreign_weight(now, left):
+    """Did someone else change the weight since the drain (``left``: the row the drain left)?"""
+    return left is not None and int((now or {}).get("weight") or 0) != int(left.get("weight") or 0)
+
+
+def restore_changes(before, now, left=None):
+    """What puts a server back as it was: ``{"state": ..., "weight": ...}`` (only what differs).
+
+    A weight changed by someone else since the drain (a deployment switched
+    colors, an operator moved traffic) is theirs: it is not put back.
+    """
     out = {}
     if (now or {}).get("admin") != before.get("admin"):
         out["state"] = before.get("admin") or "ready"
-    if int((now or {}).get("weight") or 0) != int(before.get("weight") or 0):
+    if int((now or {}).get("weight") or 0) != int(before.get("weight") or 0) and not foreign_weight(now, left):
         out["weight"] = int(before.get("weight") or 0)
     return out
 

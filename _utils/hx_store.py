@@ -7,6 +7,7 @@ on the master: atomic between runners of one master. Masters sharing a cache
 driver should run deployments from one of them (documented limitation).
 """
 import logging
+import os
 import threading
 import time
 
@@ -101,6 +102,49 @@ class Store:
                 return False
             self.put(bank, key, dict(current, **fields))
             return True
+
+    def claim(self, bank, key, holder, break_lock=False, alive=None):
+        """Take a lease: ``(taken, current, replaced)``.
+
+        A stale holder is always taken over. ``break_lock=True`` says the
+        caller expected a stale one (a live one refuses all the same, with
+        the reason as ``current``); ``break_lock="force"`` breaks a live
+        one. ``replaced``: the holders this call displaced, each with its
+        ``stale_reason`` (their runs are abandoned).
+        """
+        replaced = []
+        if break_lock:
+            held = self.get(bank, key)
+            gone, _ = hx_lease.stale(held, time.time(), alive(held) if alive and held else None)
+            if held and not gone:
+                if str(break_lock).lower() != "force":
+                    return False, (f"break_lock: the lease of {hx_lease.describe(held)} is alive; it is broken "
+                                   "only when stale (pass break_lock=force to take it anyway)"), []
+                self.release(bank, key)
+                replaced.append(dict(held, stale_reason="its lease was broken by force", forced=True))
+        taken, current, stale = self.take(bank, key, holder, alive)
+        if stale:
+            replaced.append(stale)
+        return taken, current, replaced
+
+
+def lease_ttl(opts):
+    """Seconds a lease lasts without a heartbeat: ``hx_lease:ttl`` (master opts, then the hx-ops file; default 30)."""
+    opts_conf, file_conf = hx_audit.config_layers(opts, "hx_lease")
+    return hx_lease.ttl_from(dict(opts_conf or {}, **(file_conf or {})))
+
+
+def pid_alive(opts, holder):
+    """Is a lease holder's process alive? True/False on the master that runs it, else None (unknown)."""
+    if not holder or not holder.get("pid") or holder.get("master") != opts.get("id"):
+        return None
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError):
+        return True
+    return True
 
 
 class Heartbeat:

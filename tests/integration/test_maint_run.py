@@ -302,3 +302,54 @@ def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
     assert "would run maintenance" in dry.stdout
     assert fleet.rows() == before
     assert fleet.run.run("hx_maint.status").data["run"]["id"] == last
+
+
+def test_a_maintenance_run_waits_for_a_deployment_and_a_deployment_refuses_during_maintenance(
+        fleet, clean, master, event_listener):
+    """Last in this module: it leaves the deployment's color live.
+
+    Started together under load: the maintenance run waits for the deployment
+    of the app on its host, then drains; a deployment asked for while the run
+    holds the host is refused naming it. Nothing fails and the final weights
+    are the deployment's, not the ones maintenance saw before it waited."""
+    live = fleet.live()
+    since = time.time()
+    load = fleet.load()
+    box = {}
+    deployer = master.salt_run_cli(timeout=300)
+    maintainer = master.salt_run_cli(timeout=300)
+    deploy = threading.Thread(target=lambda: box.update(deploy=deployer.run(
+        "hx_deploy.blue_green", "app=demo", "version=1.1.0", "bake=6", _timeout=300)))
+    maint = threading.Thread(target=lambda: box.update(maint=fleet.maint("tgt=hx-m1", "batch=1", cli=maintainer)))
+    deploy.start()
+    try:
+        events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/deploy")], timeout=90, after_time=since)
+        assert events.found_all_events, "the deployment never started"
+        deployment = list(events)[0].data["id"]
+        maint.start()
+        waiting = event_listener.wait_for_events([(master.id, "hx/maint/*/wait_deploy")], timeout=90, after_time=since)
+        assert waiting.found_all_events, "the maintenance run did not wait for the deployment"
+        deploy.join(timeout=240)
+        drained = event_listener.wait_for_events([(master.id, "hx/maint/*/drain")], timeout=90, after_time=since)
+        assert drained.found_all_events, "the maintenance run never drained after the deployment"
+        refused = fleet.deploy("1.2.0")
+    finally:
+        deploy.join(timeout=240)
+        if maint.is_alive() or maint.ident:
+            maint.join(timeout=300)
+        result = load.stop()
+    assert box["deploy"].returncode == 0, box["deploy"].stdout
+    assert box["maint"].returncode == 0, box["maint"].stdout
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    assert refused.returncode != 0 and refused.data["outcome"] == "refused", refused.data
+    assert "a maintenance run covers hx-m1" in refused.data["comment"] and box["maint"].data["run"] in refused.data["comment"]
+    rec = record(fleet, box["maint"].data["run"])
+    assert rec["waited"] and deployment in rec["waited"][0]["for"], rec.get("waited")
+    phases = [p["phase"] for p in rec["phases"]]
+    assert phases.index("waited_deploy") < phases.index("drain")
+    new = fleet.live()
+    assert new != live
+    rows = fleet.rows()
+    assert rows[f"hx-m1_{new}"]["weight"] > 0 and rows[f"hx-m1_{live}"]["weight"] == 0, rows
+    assert all(r["admin"] == "ready" for r in rows.values()), rows
+    assert fleet.sample_versions()["versions"] == {"1.1.0": 200}

@@ -325,3 +325,18 @@ def test_csv_row_failed_host_and_unknown_reboot():
     got = m.csv_row("h2", rec)
     assert (got["verification_passed"], got["reboot_required"], got["patches_applied"], got["services_restarted"]) == (
         "false", "unknown", 0, 0)
+
+
+def test_a_weight_someone_else_changed_since_the_drain_is_theirs():
+    before = {"weight": 100, "admin": "ready"}
+    left = {"weight": 100, "admin": "maint"}
+    # a deployment switched colors while the host was out: weight 0 now is the deployment's
+    now = {"weight": 0, "admin": "maint"}
+    assert m.foreign_weight(now, left)
+    assert m.restore_changes(before, now, left) == {"state": "ready"}
+    # nobody touched it: put back exactly as it was
+    assert m.restore_changes(before, {"weight": 100, "admin": "maint"}, left) == {"state": "ready"}
+    drained_to_zero = {"weight": 0, "admin": "maint"}
+    assert m.restore_changes(before, drained_to_zero, drained_to_zero) == {"state": "ready", "weight": 100}
+    # a record from before ``left`` was kept: restore as before
+    assert m.restore_changes(before, now) == {"state": "ready", "weight": 100}
