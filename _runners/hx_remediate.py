@@ -41,6 +41,7 @@ SWITCH_BANK = "hx/remediate"
 STALE_BANK = "hx/remediate/stale"
 BUDGET_BANK = "hx/remediate/budget"
 ACTIVE_BANK = "hx/remediate/active"
+NONCE_BANK = "hx/remediate/nonces"  # {minion: {nonce: first seen}}: signed events are accepted once
 DEPLOY_LOCKS = "hx/deploy/locks"
 ESCALATE_EVERY = 5.0  # s between escalate_due sweeps triggered by events
 _SWEEP = {"at": 0.0}
@@ -126,6 +127,14 @@ def _verify_signature(ev, now, pol):
     if not ok:
         raise Rejected(f"signature does not verify with {ev['minion']}'s key")
     hx_remediation.freshness(payload, now, pol["max_event_age"])
+    cache = _cache()
+    with hx_audit.lock(__opts__, f"remediate-nonce-{ev['minion']}"):
+        first, seen = hx_remediation.note_nonce(cache.fetch(NONCE_BANK, ev["minion"]), payload.get("nonce"), now,
+                                                pol["max_event_age"])
+        cache.store(NONCE_BANK, ev["minion"], seen)
+    if first is not None:
+        raise Rejected(f"replayed event: nonce {payload.get('nonce')!r} from {ev['minion']} was first seen "
+                       f"{now - first:.1f} s ago")
     return True
 
 

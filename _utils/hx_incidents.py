@@ -664,6 +664,17 @@ class Desk:
         self.notify(inc_id, "acknowledged")
         return self.store.get(inc_id)
 
+    def resolve_planned(self, minions, service, by, note):
+        """Resolve the active incidents about ``service`` on ``minions`` that planned work explains; their ids."""
+        done = []
+        for inc in planned(self.store.all(), set(minions), service):
+            try:
+                self.resolve(inc["id"], by, note)
+                done.append(inc["id"])
+            except ValueError:
+                pass  # resolved meanwhile
+        return done
+
     def resolve(self, inc_id, by, note=None):
         now = self.clock()
 
@@ -676,6 +687,13 @@ class Desk:
         self.audit("incident.resolve", inc["minion"], "resolved", incident=inc_id, by=by, note=note)
         self.notify(inc_id, "resolved")
         return self.store.get(inc_id)
+
+
+def planned(incidents, minions, service):
+    """Active incidents about ``service`` on ``minions``: what planned work that stops it has caused."""
+    return [inc for inc in incidents
+            if inc.get("status") in ACTIVE and inc.get("minion") in minions
+            and (inc.get("facts") or {}).get("service") == service]
 
 
 def make_desk(opts, pillar=None, fire=None, cache=None):

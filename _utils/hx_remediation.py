@@ -222,6 +222,22 @@ def freshness(payload, now, max_age):
         raise Rejected(f"event is {now - ts:.0f} s old (max_event_age {max_age:g} s)")
 
 
+def note_nonce(seen, nonce, now, max_age):
+    """Remember a signed event's nonce: ``(replayed_at, seen)``.
+
+    ``seen`` is {nonce: first seen} of one minion; entries older than
+    ``max_age`` are dropped (an event that old is refused by its timestamp
+    anyway). ``replayed_at`` is when this nonce was first seen, or None.
+    """
+    if not isinstance(nonce, str) or not nonce:
+        raise Rejected("signed event has no nonce")
+    kept = {n: t for n, t in (seen or {}).items() if isinstance(t, (int, float)) and now - t <= max_age}
+    if nonce in kept:
+        return kept[nonce], kept
+    kept[nonce] = now
+    return None, kept
+
+
 # -- what a check means -------------------------------------------------------
 
 SYSTEM_METRICS = ("cpu", "memory", "load")

@@ -161,3 +161,28 @@ def test_runner_list_show_ack_report(opts, request):
                     "## Root cause", "## Action items"):
         assert heading in text
     assert "KEY-SECRET" not in text
+
+
+def test_planned_work_resolves_the_incidents_it_explains(opts, receiver):
+    desk = hx_incidents.make_desk(opts, fire=lambda tag, data: None)
+    now = time.time()
+    cls = hx_incidents.classify("endpoint_failure", "critical")
+    made = {}
+    for minion, service, check in (("web1", "demo-green", "green_http"), ("web2", "demo-green", "green_http"),
+                                   ("web1", "demo-blue", "blue_http"), ("web9", "demo-green", "green_http")):
+        inc = hx_incidents.new_incident(hx_incidents.make_id(now, minion, set(desk.store.ids())), minion, check,
+                                        service, cls, now, f"endpoint failure on {minion}", status="critical",
+                                        service=service)
+        desk.create(inc)
+        made[(minion, service)] = inc["id"]
+    done = desk.resolve_planned(["web1", "web2"], "demo-green", "deployment demo-1",
+                                "demo-green parked by deployment demo-1: stopped on purpose")
+    assert sorted(done) == sorted([made[("web1", "demo-green")], made[("web2", "demo-green")]])
+    for key, inc_id in made.items():
+        rec = desk.store.get(inc_id)
+        if inc_id in done:
+            assert rec["status"] == "resolved" and rec["resolved_by"] == "deployment demo-1"
+            assert "stopped on purpose" in rec["timeline"][-1]["text"], rec["timeline"][-1]
+        else:
+            assert rec["status"] == "open", key
+    assert desk.resolve_planned(["web1", "web2"], "demo-green", "x", "again") == []

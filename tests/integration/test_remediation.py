@@ -275,10 +275,12 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("stormy") is None  # down: the storm is about a real condition
-    payload = sign(minions["hx-m1"], "hx-m1", "stormy_http",
-                   {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "s"})
-    event = {"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}
-    fire_from(salt_cli, "hx-m1", [event] * 100)
+    # A real storm: 100 signed beacon events, each with its own nonce.
+    events = [{"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(sign(
+        minions["hx-m1"], "hx-m1", "stormy_http",
+        {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": f"s{i}"}),
+        id="hx-m1")} for i in range(100)]
+    fire_from(salt_cli, "hx-m1", events)
 
     ping_started = time.monotonic()
     ping = salt_cli.run("test.ping", minion_tgt="hx-m1")
@@ -297,6 +299,13 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
     assert outcomes.get("remediated") == 1, outcomes
     assert sum(outcomes.values()) == 100
     assert set(outcomes) <= {"remediated", "duplicate", "stale"}, outcomes
+
+    # The same signed event again, within max_event_age: a replay, refused before anything else.
+    replayed_at = time.time()
+    fire_from(salt_cli, "hx-m1", events[:1])
+    line = wait_for(lambda: [a for a in audit(master, "remediate.reject") if a["ts"] >= replayed_at], 60,
+                    "the replay to be rejected")[0]
+    assert "replayed event: nonce 's0' from hx-m1" in line["reason"], line
 
     found = incidents(salt_run_cli, minion="hx-m1", since=since)
     assert len(found) == 1, found

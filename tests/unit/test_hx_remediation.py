@@ -224,3 +224,17 @@ def test_role_budget_never_exceeds_its_share(size, pct, active):
     assert rb["allowed"] == (active < rb["slots"])
     assert 1 <= rb["slots"] <= size
     assert rb["slots"] == 1 or rb["slots"] <= size * pct / 100 + 1e-6
+
+
+def test_a_nonce_is_accepted_once_within_max_event_age():
+    first, seen = r.note_nonce({}, "n1", 100.0, 300)
+    assert first is None and seen == {"n1": 100.0}
+    again, seen = r.note_nonce(seen, "n1", 150.0, 300)
+    assert again == 100.0 and seen == {"n1": 100.0}
+    # older than max_event_age: forgotten (its timestamp refuses it anyway)
+    later, seen = r.note_nonce(seen, "n2", 401.0, 300)
+    assert later is None and seen == {"n2": 401.0}
+    with pytest.raises(r.Rejected, match="no nonce"):
+        r.note_nonce({}, None, 0, 300)
+    with pytest.raises(r.Rejected, match="no nonce"):
+        r.note_nonce({}, "", 0, 300)
