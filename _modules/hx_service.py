@@ -807,20 +807,24 @@ def _flock(suffix):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load_store():
-    path = _store_path()
+def _read_services(path, what, why):
+    """The ``services`` mapping of a JSON store; a store that cannot be read is an error, never reset."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        # Never reset silently: that would lift quarantines behind the operator's back.
-        raise CommandExecutionError(f"recovery store {path} is unreadable ({exc}); fix or remove it") from exc
+        # Never reset silently: see ``why``.
+        raise CommandExecutionError(f"{what} {path} is unreadable ({exc}); fix or remove it ({why})") from exc
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
-        raise CommandExecutionError(f"recovery store {path} has no 'services' mapping; fix or remove it")
+        raise CommandExecutionError(f"{what} {path} has no 'services' mapping; fix or remove it")
     return services
+
+
+def _load_store():
+    return _read_services(_store_path(), "recovery store", "a reset would lift quarantines behind the operator's back")
 
 
 def _write_json(path, data):
@@ -856,19 +860,7 @@ def _intent_path():
 
 
 def _load_intents():
-    path = _intent_path()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        # Never reset silently: that would restart services stopped on purpose.
-        raise CommandExecutionError(f"intent store {path} is unreadable ({exc}); fix or remove it") from exc
-    services = data.get("services") if isinstance(data, dict) else None
-    if not isinstance(services, dict):
-        raise CommandExecutionError(f"intent store {path} has no 'services' mapping; fix or remove it")
-    return services
+    return _read_services(_intent_path(), "intent store", "a reset would restart services stopped on purpose")
 
 
 def _intent_of(name):

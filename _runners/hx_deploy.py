@@ -173,6 +173,34 @@ def _maintenance_over(store, cfg):
             "deploy when it is done (salt-run hx_maint.status)")
 
 
+def _install_and_verify(store, ro, token, chosen):
+    """Preflight, then the release on the idle color, healthy on every host and UP on every LB.
+
+    ``chosen(live, idle)`` records what the strategy makes of the colors and
+    says what it will do. Returns ``(live, idle, running versions)``;
+    nothing of the traffic has moved.
+    """
+    app, cfg, version = ro.app, ro.cfg, ro.record["version"]
+    ro.phase("preflight")
+    live, running = _preflight(ro)
+    idle = hx_apps.other(live)
+    ro.record.update(from_color=live, to_color=idle, previous_versions=running)
+    _under_work(store, ro, token, idle)
+    plan = chosen(live, idle)
+    _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); {plan}")
+    ro.phase("deploy", color=idle)
+    ro.hosts(
+        "hx_release.install",
+        f"install {version} into {idle}",
+        kwarg={"app": app, "version": version, "slot": idle},
+        timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
+    )
+    ro.phase("verify", color=idle)
+    ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
+    ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
+    return live, idle, running
+
+
 def _under_work(store, ro, token, color):
     """Put ``color``'s slot service under this deployment's lease: remediation leaves it to the deployment."""
     store.update(hx_rollout.LOCKS, ro.app, token, services=[ro.cfg["slots"][color]["service"]], color=color)
@@ -330,22 +358,7 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     live = None
     try:
         with _heartbeat(store, app, token):
-            ro.phase("preflight")
-            live, running = _preflight(ro)
-            idle = hx_apps.other(live)
-            ro.record.update(from_color=live, to_color=idle, previous_versions=running)
-            _under_work(store, ro, token, idle)
-            _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); deploying {version} to {idle}")
-            ro.phase("deploy", color=idle)
-            ro.hosts(
-                "hx_release.install",
-                f"install {version} into {idle}",
-                kwarg={"app": app, "version": version, "slot": idle},
-                timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
-            )
-            ro.phase("verify", color=idle)
-            ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
-            ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
+            live, idle, running = _install_and_verify(store, ro, token, lambda live, idle: f"deploying {version} to {idle}")
             before = ro.lb_stats()
             target = hx_apps.target_weights(cfg, idle)
             ro.phase("switch", color=idle, weights=target)
@@ -1167,29 +1180,17 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
 
 def _canary_run(store, ro, token, conf, keep_warm):
     """Install and verify the canary color, then drive its steps; the record, finished or paused."""
-    app, cfg, version = ro.app, ro.cfg, ro.record["version"]
+    version = ro.record["version"]
     try:
-        store.delete(hx_rollout.CONTROL, app)
+        store.delete(hx_rollout.CONTROL, ro.app)
         ro.record["canary"] = {"conf": conf, "steps": conf["steps"], "index": 0, "results": [], "state": "deploying",
                                "keep_warm": keep_warm, "current": None, "percent": 0, "weights": None}
-        ro.phase("preflight")
-        live, running = _preflight(ro)
-        idle = hx_apps.other(live)
-        ro.record.update(from_color=live, to_color=idle, previous_versions=running)
-        ro.record["canary"].update(canary=idle, stable=live)
-        _under_work(store, ro, token, idle)
-        _say(f"{app}: live color {live} ({', '.join(f'{h}={v}' for h, v in sorted(running.items()))}); "
-             f"canary {version} on {idle}, steps {[s.get('percent', 'pause') for s in conf['steps']]}")
-        ro.phase("deploy", color=idle)
-        ro.hosts(
-            "hx_release.install",
-            f"install {version} into {idle}",
-            kwarg={"app": app, "version": version, "slot": idle},
-            timeout=int(cfg["deploy"]["verify_timeout"]) + 120,
-        )
-        ro.phase("verify", color=idle)
-        ro.wait_color_healthy(idle, version, cfg["deploy"]["verify_timeout"])
-        ro.wait_lb_up(idle, cfg["deploy"]["verify_timeout"])
+
+        def chosen(live, idle):
+            ro.record["canary"].update(canary=idle, stable=live)
+            return f"canary {version} on {idle}, steps {[s.get('percent', 'pause') for s in conf['steps']]}"
+
+        _install_and_verify(store, ro, token, chosen)
     except Exception as exc:  # pylint: disable=broad-except
         return ro.finish("failed", _failure_text(exc))
     ro.record["canary"]["state"] = "running"
