@@ -44,7 +44,15 @@ def _desk_or_error():
     try:
         return hx_incidents.make_desk(__opts__), None
     except ValueError as exc:
-        return None, hx_runner.finish(__context__, {"result": False, "comment": f"bad configuration: {exc}"})
+        text = hx_audit.secrets(__opts__).scrub(exc)
+        log.error("hx_incident: bad configuration: %s", text)
+        return None, hx_runner.finish(__context__, {"result": False, "comment": f"bad configuration: {text}"})
+
+
+def _out(d, ret):
+    """A return as salt-run shows and the job cache keeps it: without a configured secret in it,
+    even in a record written before a secret was configured as one."""
+    return d.secrets.scrub_obj(ret)
 
 
 def _who(by):
@@ -85,14 +93,15 @@ def list_(status=None, severity=None, minion=None, since=None):
         dict(i, opened=hx_incidents._iso(i["opened_at"]), level=f"L{i['level']}" if i["level"] else "-")  # pylint: disable=protected-access
         for i in found
     ]
-    hx_runner.progress(globals(), hx_fleet.render_table(LIST_COLUMNS, rows) if rows else "no incidents", log)
-    return {
+    hx_runner.progress(globals(), d.secrets.scrub(hx_fleet.render_table(LIST_COLUMNS, rows)) if rows else "no incidents",
+                       log)
+    return _out(d, {
         "result": True,
         "counts": hx_incidents.counts(d.store.all()),
         "incidents": [{k: i.get(k) for k in ("id", "priority", "severity", "status", "level", "minion", "check",
                                             "resource", "type", "repeats", "opened_at", "resolved_at", "summary")}
                       for i in found],
-    }
+    })
 
 
 # salt-run hx_incident.list (``list`` shadows a builtin inside the module)
@@ -115,7 +124,7 @@ def show(incident):
     inc = d.store.get(incident)
     if not inc:
         return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
-    return {"result": True, "incident": inc, **hx_incidents.durations(inc)}
+    return _out(d, {"result": True, "incident": inc, **hx_incidents.durations(inc)})
 
 
 def ack(incident, by=None, note=None):
@@ -153,8 +162,8 @@ def _change(incident, what, by, note):
     try:
         inc = getattr(d, "acknowledge" if what == "acknowledge" else "resolve")(incident, by, note)
     except ValueError as exc:
-        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
-    return {"result": True, "comment": f"{incident} {inc['status']} by {by}", "incident": inc}
+        return hx_runner.finish(__context__, {"result": False, "comment": d.secrets.scrub(exc)})
+    return _out(d, {"result": True, "comment": f"{incident} {inc['status']} by {by}", "incident": inc})
 
 
 def escalate_due():
@@ -197,7 +206,7 @@ def report(incident, path=None):
     inc = d.store.get(incident)
     if not inc:
         return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
-    text = hx_incidents.render_report(inc, time.time())
+    text = d.secrets.scrub(hx_incidents.render_report(inc, time.time()))
     target = path or os.path.join(d.cfg["reports_dir"] or os.path.join(__opts__["cachedir"], "hx", "reports"),
                                   f"{incident}.md")
     os.makedirs(os.path.dirname(target), exist_ok=True)

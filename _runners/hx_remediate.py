@@ -67,11 +67,12 @@ def _cache():
 
 def _fire(minion, what, data):
     tag = f"hx/remediate/{minion}/{what}"
+    secrets = hx_audit.secrets(__opts__)
     try:
         with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
-            event.fire_event(dict(data, minion=minion), tag)
+            event.fire_event(secrets.scrub_obj(dict(data, minion=minion)), tag)
     except Exception as exc:  # pylint: disable=broad-except
-        log.warning("hx_remediate: cannot fire %s: %s", tag, exc)
+        log.warning("hx_remediate: cannot fire %s: %s", tag, secrets.error(exc))
 
 
 def _audit(what, target, result, **details):
@@ -277,7 +278,7 @@ def _sweep(d):
     try:
         return d.escalate_due()
     except Exception as exc:  # pylint: disable=broad-except
-        log.warning("hx_remediate: escalate_due failed: %s", exc)
+        log.warning("hx_remediate: escalate_due failed: %s", d.secrets.error(exc))
         return []
 
 
@@ -304,6 +305,11 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
 
         salt-run hx_remediate.handle tag=salt/beacon/web1/hx_health/app_http data='{...}'
     """
+    # The return is the job's return and its salt/run/*/ret event: no configured secret in it.
+    return hx_audit.secrets(__opts__).scrub_obj(_handle(tag, data))
+
+
+def _handle(tag, data):
     now = time.time()
     try:
         master_pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"))

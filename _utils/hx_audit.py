@@ -21,6 +21,8 @@ import os
 import re
 import time
 
+import hx_secrets
+
 log = logging.getLogger(__name__)
 
 
@@ -29,9 +31,14 @@ def log_path(opts):
 
 
 def write(opts, who, what, target, result, jid=None, **details):
-    """Append one audit line; a failure is logged, never raised (auditing must not stop a fix)."""
+    """Append one audit line; a failure is logged, never raised (auditing must not stop a fix).
+
+    Every value is scrubbed of the configured notification secrets
+    (:func:`secrets`) first, whoever wrote the detail.
+    """
     entry = {"ts": round(time.time(), 3), "who": who, "what": what, "target": target, "result": result, "jid": jid}
     entry.update(details)
+    entry = secrets(opts).scrub_obj(json.loads(json.dumps(entry, default=str)))
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
     path = log_path(opts)
     try:
@@ -141,6 +148,31 @@ def _read_config(path):
             _PARSED[path] = hit
     # callers merge into what they get: never hand out the cached object
     return copy.deepcopy(hit[1])
+
+
+_SECRETS = {}  # channels as JSON -> hx_secrets.Secrets: built again only when the channels change
+
+
+def secrets(opts):
+    """:class:`hx_secrets.Secrets` of the notification channels configured for this master.
+
+    Read from every ``hx_incident`` layer (master opts, hx_ops.yaml) without
+    validating them: a configuration refused for some other reason still
+    holds real secrets. A file that cannot be read leaves the opts layer.
+    """
+    try:
+        layers = config_layers(opts, "hx_incident")
+    except ValueError:
+        layers = [opts.get("hx_incident")]
+    channels = [layer.get("channels") if isinstance(layer, dict) else None for layer in layers]
+    key = json.dumps(channels, sort_keys=True, default=str)
+    found = _SECRETS.get(key)
+    if found is None:
+        found = hx_secrets.collect_layers(layers)
+        if len(_SECRETS) > 16:
+            _SECRETS.clear()
+        _SECRETS[key] = found
+    return found
 
 
 def config_layers(opts, section):

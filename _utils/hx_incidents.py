@@ -22,6 +22,7 @@ import logging
 import re
 
 import hx_notify
+import hx_secrets
 
 log = logging.getLogger(__name__)
 
@@ -534,7 +535,13 @@ class Desk:
 
     def __init__(self, store, cfg, post, sleep, fire, audit, clock):
         self.store, self.cfg = store, cfg
-        self.post, self.sleep, self.fire, self.audit, self.clock = post, sleep, fire, audit, clock
+        self.post, self.sleep, self.fire, self.clock = post, sleep, fire, clock
+        self._audit = audit
+        # What a record, an event or an audit line may never hold (hx_secrets).
+        self.secrets = hx_secrets.collect(cfg["channels"])
+
+    def audit(self, what, target, result, **details):
+        self._audit(what, target, result, **self.secrets.scrub_obj(details))
 
     def locked(self, key):
         return self.store.lock("incident:" + dedupe_slot(key))
@@ -546,7 +553,7 @@ class Desk:
             raise KeyError(f"no incident {inc_id}")
         with self.locked(first["dedupe"]):
             inc = self.store.get(inc_id)
-            new = mutate(inc)
+            new = self.secrets.scrub_obj(mutate(inc))
             self.store.put(new)
         if new["status"] != inc["status"] or new.get("level") != inc.get("level"):
             self._fire(new)
@@ -554,16 +561,17 @@ class Desk:
 
     def _fire(self, inc):
         try:
-            self.fire(f"hx/incident/{inc['id']}/{inc['status']}", {
+            self.fire(f"hx/incident/{inc['id']}/{inc['status']}", self.secrets.scrub_obj({
                 "id": inc["id"], "minion": inc["minion"], "check": inc["check"], "status": inc["status"],
                 "severity": inc["severity"], "priority": inc["priority"], "level": inc["level"],
                 "repeats": inc["repeats"], "summary": inc["summary"],
-            })
+            }))
         except Exception as exc:  # pylint: disable=broad-except
-            log.warning("hx incidents: cannot fire event for %s: %s", inc["id"], exc)
+            log.warning("hx incidents: cannot fire event for %s: %s", inc["id"], self.secrets.error(exc))
 
     def create(self, inc):
         """Store a new record (caller holds the dedupe lock); fires its event."""
+        inc = self.secrets.scrub_obj(inc)
         self.store.put(inc)
         self._fire(inc)
         self.audit("incident.open", inc["minion"], "open", incident=inc["id"], check=inc["check"],
@@ -599,14 +607,13 @@ class Desk:
         """Deliver ``event`` to its channels; record each delivery (or failure) on the timeline."""
         inc = self.store.get(inc_id)
         names = sorted(set(self.channels_for(inc, event)))
-        secrets = hx_notify.secrets_of(self.cfg["channels"])
         results = {}
         for name in names:
             built = hx_notify.build(self.cfg["channels"][name], inc, event, self.clock())
             if built is None:
                 continue
             url, body = built
-            res = hx_notify.deliver(self.post, url, body, self.cfg["delivery"], self.sleep, secrets)
+            res = hx_notify.deliver(self.post, url, body, self.cfg["delivery"], self.sleep, self.secrets)
             results[name] = res
             self.audit("notify", inc["minion"], "delivered" if res["ok"] else "failed", incident=inc_id,
                        channel=name, event=event, attempts=res["attempts"], status=res["status"], error=res["error"])
@@ -696,6 +703,9 @@ def planned(incidents, minions, service):
             and (inc.get("facts") or {}).get("service") == service]
 
 
+URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3.response")
+
+
 def make_desk(opts, pillar=None, fire=None, cache=None):
     """The desk of a master: ``salt.cache`` store, master-local locks, requests, master events.
 
@@ -714,6 +724,8 @@ def make_desk(opts, pillar=None, fire=None, cache=None):
     cfg = config(*hx_audit.config_layers(opts, "hx_incident"), pillar=pillar)
     store = Store(cache or salt.cache.factory(opts), lambda name: hx_audit.lock(opts, name))
     session = requests.Session()
+    # urllib3 logs each request line (path and query: the secret) at debug level.
+    hx_secrets.scrub_logs(hx_secrets.collect(cfg["channels"]), URLLIB3_LOGGERS)
 
     def post(url, json, timeout):  # pylint: disable=redefined-outer-name
         return session.post(url, json=json, timeout=timeout)

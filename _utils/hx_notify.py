@@ -3,10 +3,13 @@
 Payload builders are pure. :func:`deliver` takes the HTTP ``post`` callable
 and a ``sleep`` so retry/backoff is testable without a network. Secrets (a
 Slack webhook URL is itself a secret, a PagerDuty routing key) never leave
-this module in an error text: :func:`redact` scrubs them.
+this module in an error text: every error becomes text through
+``hx_secrets.Secrets`` (the channels' secrets, :func:`secrets_of`).
 """
 import datetime
 import re
+
+import hx_secrets
 
 CHANNEL_KINDS = ("slack", "pagerduty", "alertmanager")
 PD_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
@@ -18,7 +21,6 @@ CHANNEL_KEYS = {
     "pagerduty": {"kind", "url", "routing_key"},
     "alertmanager": {"kind", "url", "generator_url", "firing_ttl"},
 }
-SECRET_KEYS = ("url", "routing_key")
 PD_DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
@@ -54,15 +56,8 @@ def parse_channels(channels, what="hx_incident:channels"):
 
 
 def secrets_of(channels):
-    return [c[k] for c in channels.values() for k in SECRET_KEYS if isinstance(c.get(k), str) and c.get(k)]
-
-
-def redact(text, secrets):
-    text = str(text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """The :class:`hx_secrets.Secrets` of parsed channels (URLs, their paths and queries, routing keys)."""
+    return hx_secrets.collect(channels)
 
 
 def _headline(inc, event):
@@ -185,13 +180,17 @@ def _retry_after(headers):
         return None
 
 
-def deliver(post, url, body, delivery, sleep, secrets=()):
+def deliver(post, url, body, delivery, sleep, secrets=hx_secrets.NONE):
     """POST ``body`` as JSON; retry 429/5xx/network errors with exponential backoff.
 
     ``post(url, json=, timeout=)`` returns an object with ``status_code`` and
-    ``headers`` or raises. Returns ``{"ok", "status", "attempts", "error"}``;
-    errors are redacted.
+    ``headers`` (and ``text``) or raises. Returns ``{"ok", "status",
+    "attempts", "error"}``; the error is made text by ``secrets``
+    (:class:`hx_secrets.Secrets`), so neither the URL, nor its path, nor a
+    key the receiver echoes in its answer reaches the caller.
     """
+    if not isinstance(secrets, hx_secrets.Secrets):
+        secrets = hx_secrets.Secrets(secrets)
     attempts, status, error = 0, None, None
     delay = delivery["backoff"]
     for attempt in range(delivery["retries"] + 1):
@@ -202,14 +201,14 @@ def deliver(post, url, body, delivery, sleep, secrets=()):
             status = resp.status_code
             if 200 <= status < 300:
                 return {"ok": True, "status": status, "attempts": attempts, "error": None}
-            error = f"HTTP {status}"
+            error = secrets.response_text(resp)
             if status not in RETRY_STATUS:
                 break  # 4xx: the payload or the key is wrong, retrying will not help
             retry_after = _retry_after(getattr(resp, "headers", None))
         except Exception as exc:  # pylint: disable=broad-except
-            status, error = None, f"{type(exc).__name__}: {exc}"
+            status, error = None, secrets.error(exc)
         if attempt < delivery["retries"]:
             wait = min(delivery["max_backoff"], retry_after if retry_after is not None else delay)
             sleep(wait)
             delay *= 2
-    return {"ok": False, "status": status, "attempts": attempts, "error": redact(error, secrets)[:300]}
+    return {"ok": False, "status": status, "attempts": attempts, "error": error}

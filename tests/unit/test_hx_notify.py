@@ -137,9 +137,11 @@ def test_network_errors_are_retried_then_reported_without_secrets():
 
 
 def test_secrets_of_channels():
-    chans = n.parse_channels({"pd": {"kind": "pagerduty", "routing_key": "RK", "url": "https://pd.test/v2"},
-                              "sl": {"kind": "slack", "url": "https://hooks/SECRET"}})
-    assert set(n.secrets_of(chans)) == {"RK", "https://pd.test/v2", "https://hooks/SECRET"}
+    chans = n.parse_channels({"pd": {"kind": "pagerduty", "routing_key": "RK-0123456", "url": "https://pd.test/v2"},
+                              "sl": {"kind": "slack", "url": "https://hooks/T0/SECRETHOOK1"}})
+    secrets = n.secrets_of(chans)
+    text = secrets.scrub("key RK-0123456 at https://pd.test/v2, url: /T0/SECRETHOOK1 or SECRETHOOK1")
+    assert text == "key *** at ***, url: *** or ***"
 
 
 @settings(max_examples=100, deadline=None)
