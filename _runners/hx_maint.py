@@ -29,6 +29,7 @@ import uuid
 import salt.pillar
 
 import hx_apps
+import hx_audit
 import hx_events
 import hx_fleet
 import hx_lease
@@ -675,12 +676,19 @@ def _batch(run, batch, cfgs, facts, opts):
 
 
 def _incidents(run, failed):
-    """One incident per failed host, through the incident desk when it is installed."""
+    """One incident per failed host, through the incident desk when it is installed.
+
+    The host is left out of rotation: its type (``maintenance``, high, escalates
+    by default: _utils/hx_inctypes.py) pages the first level unless a rule says
+    otherwise.
+    """
     if hx_incidents is None or not hasattr(hx_incidents, "make_desk"):
         run.record["incidents"].append({"error": "incident module not available"})
         return
+    secrets = hx_audit.secrets(__opts__)
     try:
         desk = hx_incidents.make_desk(__opts__)
+        secrets = desk.secrets
         for host in failed:
             rec = run.host(host)
             now = time.time()
@@ -694,13 +702,17 @@ def _incidents(run, failed):
                     summary, dedupe=key, status="critical", run=run.id, step=rec.get("failed_step"))
                 desk.create(inc)
             desk.notify(inc["id"], "open")
+            if inc["escalate"]:
+                inc = desk.escalate(inc["id"], f"{host} left out of rotation by maintenance run {run.id}")
             rec["incident"] = inc["id"]
-            run.record["incidents"].append({"host": host, "id": inc["id"], "severity": inc["severity"]})
-            run.phase("incident", host=host, incident=inc["id"])
+            run.record["incidents"].append({"host": host, "id": inc["id"], "severity": inc["severity"],
+                                            "priority": inc["priority"], "level": inc["level"]})
+            run.phase("incident", host=host, incident=inc["id"], severity=inc["severity"], level=inc["level"])
     except Exception as exc:  # pylint: disable=broad-except
         # A broken notification channel must not hide the run's own result.
-        log.exception("hx_maint: cannot open incident")
-        run.record["incidents"].append({"error": f"incident not opened: {exc}"})
+        text = secrets.error(exc)
+        log.error("hx_maint: cannot open incident: %s", text)
+        run.record["incidents"].append({"error": f"incident not opened: {text}"})
 
 
 def _report(run):

@@ -309,13 +309,21 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
     return hx_audit.secrets(__opts__).scrub_obj(_handle(tag, data))
 
 
+def _bad_config(minion, exc, tag):
+    """A reaction refused for configuration: the key in the answer, the audit log, an event and the master log."""
+    text = hx_audit.secrets(__opts__).scrub(exc)
+    _audit("remediate.config", minion, "error", error=text, tag=tag)
+    _fire(minion or "unknown", "config_error", {"tag": tag, "error": text})
+    log.error("hx_remediate: %s not handled, bad configuration: %s", tag, text)
+    return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {text}"})
+
+
 def _handle(tag, data):
     now = time.time()
     try:
         master_pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"))
     except ValueError as exc:
-        _audit("remediate.config", None, "error", error=str(exc), tag=tag)
-        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+        return _bad_config(None, exc, tag)
     try:
         ev = hx_remediation.parse_event(tag, data)
         signed = _verify_signature(ev, now, master_pol)
@@ -336,18 +344,21 @@ def _handle(tag, data):
     try:
         d = hx_incidents.make_desk(__opts__, cache=_cache())
     except ValueError as exc:
-        _audit("remediate.config", minion, "error", error=str(exc), tag=tag)
-        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+        return _bad_config(minion, exc, tag)
+    # A refused classification does not stop the reaction: every answer says which key was refused.
+    notes = list(d.cfg["errors"])
     try:
         if status == "ok":
-            return _handle_ok(d, ev, key, master_pol)
-        if hx_remediation.below_min_status(ev["name"], status, master_pol["min_status"]):
+            ret = _handle_ok(d, ev, key, master_pol)
+        elif hx_remediation.below_min_status(ev["name"], status, master_pol["min_status"]):
             _audit("remediate.ignore", minion, "ignored", check=ev["name"], status=status,
                    reason=f"below min_status {master_pol['min_status']}")
-            return {"result": True, "outcome": "ignored", "comment": f"{status} is below min_status"}
-        return _handle_bad(d, ev, key, status, master_pol, signed, now)
+            ret = {"result": True, "outcome": "ignored", "comment": f"{status} is below min_status"}
+        else:
+            ret = _handle_bad(d, ev, key, status, master_pol, signed, now, notes)
     finally:
         _sweep(d)
+    return dict(ret, config_errors=notes) if notes else ret
 
 
 def _handle_ok(d, ev, key, pol):
@@ -372,7 +383,7 @@ def _handle_ok(d, ev, key, pol):
     return {"result": True, "outcome": "resolved", "incident": inc["id"]}
 
 
-def _handle_bad(d, ev, key, status, master_pol, signed, now):
+def _handle_bad(d, ev, key, status, master_pol, signed, now, notes):
     minion = ev["minion"]
     cache = _cache()
     slot = hx_incidents.dedupe_slot(key)
@@ -390,14 +401,16 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
             pil = _pillar(minion)
             pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"), pillar=_hx(pil, "remediation"))
             icfg = hx_incidents.config(*hx_audit.config_layers(__opts__, "hx_incident"), pillar=_hx(pil, "incidents"))
+            pillar_errors = [e for e in icfg["errors"] if e not in d.cfg["errors"]]
+            hx_incidents.report_config_errors(__opts__, pillar_errors, now)
+            notes.extend(pillar_errors)
             facts = _facts(ev, pil)
         except Rejected as exc:
             _audit("remediate.reject", minion, "rejected", reason=str(exc), tag=f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
             _fire(minion, "rejected", {"reason": str(exc)})
             return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
         except ValueError as exc:
-            _audit("remediate.config", minion, "error", error=str(exc))
-            return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": f"bad configuration: {exc}"})
+            return _bad_config(minion, exc, f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
         payload = ev["payload"]
         if ev["source"] == "hx_health" and payload.get("horizon_hours"):
             facts["horizon"] = payload.get("horizon_hours")
@@ -445,7 +458,7 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now):
             hx_incidents.add_timeline(inc, now, "detection",
                                       f"opened from the beacon's repeat #{repeat}: no incident existed, so the "
                                       "first report of this condition got no reaction on the master")
-        d.create(inc)
+        d.create(inc, config_errors=pillar_errors)
     # People are told while hx acts: a slow webhook must not delay the fix.
     # Every later notification waits for this one, so resolve never beats open.
     opener = threading.Thread(target=d.notify, args=(inc["id"], "open"), daemon=True)

@@ -21,13 +21,14 @@ import hashlib
 import logging
 import re
 
+import hx_inctypes
 import hx_notify
 import hx_secrets
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("critical", "high", "medium", "low")
-PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4"}
+SEVERITIES = hx_inctypes.SEVERITIES
+PRIORITY = hx_inctypes.PRIORITY
 STATUSES = ("open", "remediating", "escalated", "acknowledged", "resolved")
 # Allowed moves. escalated -> escalated is a level bump (escalate()).
 TRANSITIONS = {
@@ -38,34 +39,10 @@ TRANSITIONS = {
     "resolved": set(),
 }
 ACTIVE = ("open", "remediating", "escalated", "acknowledged")
-TYPES = (
-    "service_down",
-    "endpoint_failure",
-    "process_down",
-    "disk",
-    "disk_forecast",
-    "cpu",
-    "memory",
-    "load",
-    "config_error",
-    "unknown",
-)
-# The Ansible framework's classification table, made real (review, acceptance 11):
-# service down and disk >= 90 % page people; cpu/memory/endpoint are remediated
-# without paging. First matching rule wins; ``status`` may narrow a rule.
-DEFAULT_RULES = [
-    {"type": "service_down", "severity": "critical", "escalate": True},
-    {"type": "disk", "status": "critical", "severity": "critical", "escalate": True},
-    {"type": "disk", "severity": "medium", "escalate": False},
-    {"type": "process_down", "severity": "critical", "escalate": True},
-    {"type": "endpoint_failure", "severity": "high", "escalate": False},
-    {"type": "cpu", "severity": "high", "escalate": False},
-    {"type": "memory", "severity": "high", "escalate": False},
-    {"type": "load", "severity": "high", "escalate": False},
-    {"type": "disk_forecast", "severity": "medium", "escalate": False},
-    {"type": "config_error", "severity": "low", "escalate": False},
-    {"type": "*", "severity": "medium", "escalate": False},
-]
+# Types and their classification defaults: the registry (_utils/hx_inctypes.py)
+# that remediation, maintenance and deployment extend.
+TYPES = hx_inctypes.names()
+DEFAULT_RULES = hx_inctypes.default_rules()
 RULE_KEYS = {"type", "status", "severity", "escalate"}
 DEFAULT_ESCALATION_TIMEOUT = 300.0
 TIMELINE_REPEAT_CAP = 10  # repeats beyond this are only counted
@@ -76,9 +53,9 @@ ID_RE = re.compile(r"^INC-\d+-[A-Za-z0-9_.@-]+$")
 
 
 def validate_rules(rules, what="hx:incidents:classification"):
-    """A list of rules; ValueError names the bad index and key."""
-    if not isinstance(rules, list) or not rules:
-        raise ValueError(f"{what} must be a non-empty list of rules")
+    """A list of rules; ValueError names the bad index and key (``what`` is where they came from)."""
+    if not isinstance(rules, list):
+        raise ValueError(f"{what} must be a list of rules")
     out = []
     for i, rule in enumerate(rules):
         where = f"{what}[{i}]"
@@ -89,6 +66,8 @@ def validate_rules(rules, what="hx:incidents:classification"):
             raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(RULE_KEYS))})")
         if rule.get("type") not in TYPES + ("*",):
             raise ValueError(f"{where}: type must be one of {', '.join(TYPES)} or '*', got {rule.get('type')!r}")
+        if "status" in rule and not isinstance(rule["status"], str):
+            raise ValueError(f"{where}: status must be a check status such as critical or warning")
         if rule.get("severity") not in SEVERITIES:
             raise ValueError(f"{where}: severity must be one of {', '.join(SEVERITIES)}, got {rule.get('severity')!r}")
         if "escalate" in rule and not isinstance(rule["escalate"], bool):
@@ -98,8 +77,12 @@ def validate_rules(rules, what="hx:incidents:classification"):
 
 
 def classify(incident_type, status, rules=None):
-    """``{"type", "severity", "priority", "escalate"}`` by the first matching rule."""
-    for rule in DEFAULT_RULES if rules is None else rules:
+    """``{"type", "severity", "priority", "escalate"}``: the first matching rule, else the type's registry default.
+
+    Operator rules extend the registry: a rule about one type leaves the
+    others at their defaults (only a ``*`` rule overrides them all).
+    """
+    for rule in rules or ():
         if rule["type"] not in (incident_type, "*"):
             continue
         if rule.get("status") not in (None, status):
@@ -110,7 +93,7 @@ def classify(incident_type, status, rules=None):
             "priority": PRIORITY[rule["severity"]],
             "escalate": bool(rule.get("escalate", False)),
         }
-    return {"type": incident_type, "severity": "low", "priority": "P4", "escalate": False}
+    return dict(hx_inctypes.default(incident_type, status), type=incident_type)
 
 
 def sort_by_priority(incidents):
@@ -461,7 +444,7 @@ class Store:
 # -- configuration --------------------------------------------------------------
 
 CONFIG_DEFAULTS = {
-    "classification": DEFAULT_RULES,
+    "classification": [],  # operator rules, tried before the registry's defaults
     "escalation_timeout": DEFAULT_ESCALATION_TIMEOUT,
     "levels": [
         {"name": "L1", "notify": [], "contacts": ["team lead"]},
@@ -479,8 +462,24 @@ CONFIG_DEFAULTS = {
 PILLAR_KEYS = ("classification", "escalation_timeout")
 
 
+def _rules_or_refused(rules, what, fallback, instead, errors):
+    """Validated ``rules``; a bad list is refused whole (``errors`` gets why, naming ``what``) and
+    ``fallback`` classifies instead. One typo in a rule must not stop every incident."""
+    try:
+        return validate_rules(rules, what)
+    except ValueError as exc:
+        errors.append(f"{exc}; {what} refused, {instead} classify until it is fixed")
+        return fallback
+
+
 def config(*layers, pillar=None):
-    """Effective incident settings; ValueError names the bad key."""
+    """Effective incident settings; ValueError names the bad key.
+
+    A bad ``classification`` is the exception: it is refused (not applied) and
+    reported in ``errors`` (each naming its key) while the rest of the settings
+    work, because the classification is shared by every incident and the
+    registry's defaults page people for what matters.
+    """
     merged = copy.deepcopy(CONFIG_DEFAULTS)
     for layer in layers:
         if layer is None:
@@ -488,19 +487,26 @@ def config(*layers, pillar=None):
         if not isinstance(layer, dict):
             raise ValueError("hx_incident must be a mapping")
         merged.update(copy.deepcopy(layer))
-    if pillar is not None:
-        if not isinstance(pillar, dict):
-            raise ValueError("hx:incidents must be a mapping")
-        bad = sorted(set(pillar) - set(PILLAR_KEYS))
-        if bad:
-            raise ValueError(f"hx:incidents:{bad[0]}: not allowed in pillar (allowed: {', '.join(PILLAR_KEYS)}; "
-                             "channels and levels belong in the master's hx-ops config)")
-        merged.update(copy.deepcopy(pillar))
+    if pillar is not None and not isinstance(pillar, dict):
+        raise ValueError("hx:incidents must be a mapping")
+    pillar = copy.deepcopy(pillar or {})
+    bad = sorted(set(pillar) - set(PILLAR_KEYS))
+    if bad:
+        raise ValueError(f"hx:incidents:{bad[0]}: not allowed in pillar (allowed: {', '.join(PILLAR_KEYS)}; "
+                         "channels and levels belong in the master's hx-ops config)")
     unknown = sorted(set(merged) - set(CONFIG_DEFAULTS))
     if unknown:
         raise ValueError(f"hx_incident:{unknown[0]}: unknown key (known: {', '.join(sorted(CONFIG_DEFAULTS))})")
-    merged["classification"] = validate_rules(merged["classification"], "hx_incident:classification")
+    errors = []
+    merged["classification"] = _rules_or_refused(merged["classification"], "hx_incident:classification", [],
+                                                 "the registry defaults", errors)
+    if "classification" in pillar:
+        merged["classification"] = _rules_or_refused(pillar["classification"], "hx:incidents:classification",
+                                                     merged["classification"],
+                                                     "the master's rules and the registry defaults", errors)
     merged["escalation_timeout"] = parse_timeout(merged["escalation_timeout"], "hx_incident:escalation_timeout")
+    if "escalation_timeout" in pillar:
+        merged["escalation_timeout"] = parse_timeout(pillar["escalation_timeout"], "hx:incidents:escalation_timeout")
     merged["levels"] = parse_levels(merged["levels"])
     merged["channels"] = hx_notify.parse_channels(merged["channels"])
     merged["delivery"] = hx_notify.parse_delivery(merged["delivery"])
@@ -515,6 +521,7 @@ def config(*layers, pillar=None):
             raise ValueError(f"hx_incident:on_open: unknown channel {ch!r}")
     if merged["open_min_severity"] not in SEVERITIES:
         raise ValueError(f"hx_incident:open_min_severity must be one of {', '.join(SEVERITIES)}")
+    merged["errors"] = errors
     return merged
 
 
@@ -569,8 +576,15 @@ class Desk:
         except Exception as exc:  # pylint: disable=broad-except
             log.warning("hx incidents: cannot fire event for %s: %s", inc["id"], self.secrets.error(exc))
 
-    def create(self, inc):
-        """Store a new record (caller holds the dedupe lock); fires its event."""
+    def create(self, inc, config_errors=()):
+        """Store a new record (caller holds the dedupe lock); fires its event.
+
+        A refused part of the configuration (``cfg["errors"]``, plus the
+        caller's ``config_errors``) is written on the timeline: whoever reads
+        the incident learns why it was classified by the defaults.
+        """
+        for error in list(self.cfg.get("errors") or ()) + list(config_errors or ()):
+            add_timeline(inc, inc["opened_at"], "config", error)
         inc = self.secrets.scrub_obj(inc)
         self.store.put(inc)
         self._fire(inc)
@@ -703,6 +717,22 @@ def planned(incidents, minions, service):
             and (inc.get("facts") or {}).get("service") == service]
 
 
+_REPORTED = {}  # error text -> when it was last logged and audited by this process
+REPORT_EVERY = 300.0
+
+
+def report_config_errors(opts, errors, now):
+    """Log (error level) and audit each refused configuration key, again every REPORT_EVERY s while it stays."""
+    import hx_audit  # pylint: disable=import-outside-toplevel
+
+    for error in errors or ():
+        if now - _REPORTED.get(error, float("-inf")) < REPORT_EVERY:
+            continue
+        _REPORTED[error] = now
+        log.error("hx incidents: configuration refused: %s", error)
+        hx_audit.write(opts, "hx", "incident.config", None, "refused", error=error)
+
+
 URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3.response")
 
 
@@ -722,6 +752,7 @@ def make_desk(opts, pillar=None, fire=None, cache=None):
     import hx_audit  # pylint: disable=import-outside-toplevel
 
     cfg = config(*hx_audit.config_layers(opts, "hx_incident"), pillar=pillar)
+    report_config_errors(opts, cfg["errors"], time.time())
     store = Store(cache or salt.cache.factory(opts), lambda name: hx_audit.lock(opts, name))
     session = requests.Session()
     # urllib3 logs each request line (path and query: the secret) at debug level.

@@ -9,6 +9,7 @@ import json
 import math
 import re
 
+import hx_inctypes
 import hx_lease
 
 # Where each setting may come from (see docs/reference/hx_remediate.md):
@@ -87,6 +88,8 @@ def policy(*layers, pillar=None):
             raise ValueError("hx_remediation must be a mapping")
         merged = deep_merge(merged, layer)
     master_enabled = merged.get("enabled")
+    # The master's layers alone first: what fails after the pillar is merged is the pillar's key.
+    merged = validate(merged)
     if pillar is not None:
         if not isinstance(pillar, dict):
             raise ValueError("hx:remediation must be a mapping")
@@ -96,28 +99,32 @@ def policy(*layers, pillar=None):
         merged = deep_merge(merged, pillar)
         if master_enabled is False:
             merged["enabled"] = False
-    return validate(merged)
+        merged = validate(merged, "hx:remediation")
+    return merged
 
 
-def validate(p):
+def validate(p, prefix="hx_remediation"):
+    """``p`` checked; ValueError names the key under ``prefix`` (where the value came from)."""
     unknown = sorted(set(p) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"hx_remediation:{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
+        raise ValueError(f"{prefix}:{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
     for key in ("enabled", "require_signature"):
         if not isinstance(p[key], bool):
-            raise ValueError(f"hx_remediation:{key} must be true or false")
+            raise ValueError(f"{prefix}:{key} must be true or false")
     if not isinstance(p["unsigned_sources"], list) or any(s not in SOURCES for s in p["unsigned_sources"]):
-        raise ValueError(f"hx_remediation:unsigned_sources must be a list of {', '.join(SOURCES)}")
+        raise ValueError(f"{prefix}:unsigned_sources must be a list of {', '.join(SOURCES)}")
     if p["maintenance"] not in ("configured", "any", "never"):
-        raise ValueError("hx_remediation:maintenance must be configured, any or never")
+        raise ValueError(f"{prefix}:maintenance must be configured, any or never")
     if p["min_status"] not in ("warning", "critical"):
-        raise ValueError("hx_remediation:min_status must be warning or critical")
+        raise ValueError(f"{prefix}:min_status must be warning or critical")
     for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout"):
-        p[key] = _number(p[key], f"hx_remediation:{key}", minimum=1)
+        p[key] = _number(p[key], f"{prefix}:{key}", minimum=1)
     if not isinstance(p["actions"], dict):
-        raise ValueError("hx_remediation:actions must be a mapping of incident type to action")
+        raise ValueError(f"{prefix}:actions must be a mapping of incident type to action")
     for itype, spec in p["actions"].items():
-        where = f"hx_remediation:actions:{itype}"
+        where = f"{prefix}:actions:{itype}"
+        if itype not in hx_inctypes.names():
+            raise ValueError(f"{where}: unknown incident type (known: {', '.join(hx_inctypes.names())})")
         if isinstance(spec, str):
             spec = p["actions"][itype] = {"action": spec}
         if not isinstance(spec, dict) or spec.get("action") not in ACTIONS:
@@ -130,18 +137,18 @@ def validate(p):
                 raise ValueError(f"{where}: sls must name an SLS like hx.cleanup.disk")
     budget = p["budget"]
     if not isinstance(budget, dict) or set(budget) - {"minion", "role"}:
-        raise ValueError("hx_remediation:budget must be a mapping with minion and role")
+        raise ValueError(f"{prefix}:budget must be a mapping with minion and role")
     minion = budget.get("minion") or {}
     if set(minion) - {"max", "window"}:
-        raise ValueError("hx_remediation:budget:minion: only max and window are allowed")
-    minion["max"] = _number(minion.get("max", 5), "hx_remediation:budget:minion:max", 1, integer=True)
-    minion["window"] = _number(minion.get("window", 3600), "hx_remediation:budget:minion:window", 1)
+        raise ValueError(f"{prefix}:budget:minion: only max and window are allowed")
+    minion["max"] = _number(minion.get("max", 5), f"{prefix}:budget:minion:max", 1, integer=True)
+    minion["window"] = _number(minion.get("window", 3600), f"{prefix}:budget:minion:window", 1)
     role = budget.get("role") or {}
     if set(role) - {"max_pct"}:
-        raise ValueError("hx_remediation:budget:role: only max_pct is allowed")
-    role["max_pct"] = _number(role.get("max_pct", 50), "hx_remediation:budget:role:max_pct", 1)
+        raise ValueError(f"{prefix}:budget:role: only max_pct is allowed")
+    role["max_pct"] = _number(role.get("max_pct", 50), f"{prefix}:budget:role:max_pct", 1)
     if role["max_pct"] > 100:
-        raise ValueError("hx_remediation:budget:role:max_pct must be <= 100")
+        raise ValueError(f"{prefix}:budget:role:max_pct must be <= 100")
     budget["minion"], budget["role"] = minion, role
     return p
 

@@ -1,5 +1,6 @@
 """Incident classification, state machine, dedupe, escalation timing, report (pure)."""
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -45,13 +46,15 @@ def test_rules_first_match_wins_and_status_narrows():
     ])
     assert h.classify("cpu", "warning", rules)["priority"] == "P4"
     assert h.classify("cpu", "critical", rules) == {"type": "cpu", "severity": "critical", "priority": "P1", "escalate": True}
-    assert h.classify("disk", "critical", rules)["severity"] == "low"  # no rule: lowest
+    # no rule for disk: its registry default, not the lowest (a rule about cpu leaves disk alone)
+    assert h.classify("disk", "critical", rules) == {"type": "disk", "severity": "critical", "priority": "P1",
+                                                     "escalate": True}
 
 
 @pytest.mark.parametrize(
     "rules, match",
     [
-        ([], "non-empty list"),
+        ({"type": "cpu"}, "must be a list of rules"),
         ([{"type": "cpu", "severity": "urgent"}], r"\[0\]: severity must be one of"),
         ([{"type": "gpu", "severity": "high"}], r"\[0\]: type must be one of"),
         ([{"type": "cpu", "severity": "high", "escalate": "yes"}], "escalate must be true or false"),
@@ -183,6 +186,44 @@ def test_ansible_acceptance_13_timeout_300_then_l2():
 
 
 # -- configuration ------------------------------------------------------------------
+
+
+def test_the_documented_maintenance_rule_is_accepted_and_leaves_other_types_at_their_defaults():
+    cfg = h.config({"classification": [{"type": "maintenance", "severity": "high", "escalate": True}]})
+    assert cfg["errors"] == []
+    assert h.classify("maintenance", "critical", cfg["classification"])["escalate"] is True
+    assert h.classify("service_down", "critical", cfg["classification"])["priority"] == "P1"
+
+
+def test_maintenance_pages_by_default():
+    assert h.classify("maintenance", "critical", h.config()["classification"]) == {
+        "type": "maintenance", "severity": "high", "priority": "P2", "escalate": True}
+
+
+@pytest.mark.parametrize("layer, pillar, key", [
+    ({"classification": [{"type": "maintenance", "severity": "urgent"}]}, None, r"hx_incident:classification\[0\]"),
+    ({"classification": [{"type": "mainten", "severity": "high"}]}, None, r"hx_incident:classification\[0\]: type"),
+    (None, {"classification": [{"type": "cpu", "severity": "high"}, {"typ": "x"}]}, r"hx:incidents:classification\[1\]"),
+    (None, {"classification": "cpu=high"}, "hx:incidents:classification must be a list"),
+])
+def test_a_bad_rule_is_refused_naming_its_key_and_the_rest_still_works(layer, pillar, key):
+    cfg = h.config(layer, pillar=pillar)
+    assert len(cfg["errors"]) == 1 and re.search(key, cfg["errors"][0]), cfg["errors"]
+    assert "refused" in cfg["errors"][0]
+    assert cfg["classification"] == []  # nothing of the refused list is applied
+    assert h.classify("service_down", "critical", cfg["classification"])["priority"] == "P1"
+
+
+def test_a_bad_pillar_list_falls_back_to_the_masters_rules():
+    cfg = h.config({"classification": [{"type": "cpu", "severity": "critical"}]},
+                   pillar={"classification": [{"type": "cpu", "severity": "nope"}]})
+    assert "hx:incidents:classification[0]" in cfg["errors"][0] and "master's rules" in cfg["errors"][0]
+    assert h.classify("cpu", "warning", cfg["classification"])["severity"] == "critical"
+
+
+def test_pillar_escalation_timeout_is_named_as_pillar():
+    with pytest.raises(ValueError, match="hx:incidents:escalation_timeout must be"):
+        h.config(pillar={"escalation_timeout": -1})
 
 
 def test_config_layers_and_pillar_limits():
