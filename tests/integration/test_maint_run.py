@@ -14,9 +14,11 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from tests.support.deps import require_binary
 from tests.support.fleet import Fleet
+from tests.support.webhook import Receiver
 
 HOSTS = ("hx-m1", "hx-m2")
 RATE = 100
@@ -122,6 +124,23 @@ def clean(fleet):
     fleet.wait_up()
 
 
+@pytest.fixture
+def pager(master):
+    """A PagerDuty-like receiver paged at L1 only (on_open: none), in the master's hx_ops.yaml."""
+    recv = Receiver().start()
+    path = os.path.join(master.config_dir, "hx_ops.yaml")
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({"hx_incident": {
+            "channels": {"pd": {"kind": "pagerduty", "url": recv.url + "/pd", "routing_key": "hx-maint-test-key"}},
+            "on_open": [], "levels": [{"name": "L1", "notify": ["pd"]}, {"name": "L2"}],
+            "escalation_timeout": 3600, "delivery": {"timeout": 5, "retries": 1}}}, fh)
+    try:
+        yield recv
+    finally:
+        os.remove(path)
+        recv.stop()
+
+
 def record(fleet, run_id):
     ret = fleet.run.run("hx_maint.status", f"run={run_id}")
     assert ret.returncode == 0, ret.stdout
@@ -184,7 +203,7 @@ def test_rolling_run_under_load_drops_nothing(fleet, clean, master, event_listen
     assert status["running"] is False and status["run"]["id"] == data["run"]
 
 
-def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clean):
+def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clean, pager):
     fleet.log("hx-m1", "ERROR", "database connection lost")
     load = fleet.load()
     ret = fleet.maint("tgt=hx-m*", "batch=1")
@@ -206,6 +225,14 @@ def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clea
     assert [i.get("host") for i in data["incidents"]] == ["hx-m1"], data["incidents"]
     inc = fleet.run.run("hx_incident.show", data["incidents"][0]["id"])
     assert inc.returncode == 0 and "hx-m1" in inc.stdout and data["run"] in inc.stdout
+    # Left out of rotation: high (P2) by the type registry's default, and escalated: L1 is paged.
+    rec = inc.data["incident"]
+    assert (rec["type"], rec["severity"], rec["priority"]) == ("maintenance", "high", "P2"), rec
+    assert rec["status"] == "escalated" and rec["level"] == 1, rec["timeline"]
+    page = pager.wait_for(lambda p: p["path"] == "/pd" and p["body"]["event_action"] == "trigger", 15, "the L1 page")
+    assert page[0]["body"]["dedup_key"] == rec["id"] and page[0]["body"]["payload"]["severity"] == "error"
+    assert "left out of rotation" in page[0]["body"]["payload"]["summary"]
+    assert data["incidents"][0]["level"] == 1
     with open(data["report"]["csv"], encoding="utf-8") as fh:
         last = fh.read().splitlines()[-1].split(",")
     assert (last[1], last[5]) == ("hx-m1", "false")

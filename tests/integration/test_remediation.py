@@ -551,3 +551,108 @@ def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
     for mid in ("hx-m1", "hx-m2"):
         for inc in incidents(salt_run_cli, minion=mid, since=since):
             salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+
+
+# Secrets of the channels below: each appears in what hx sends (URL path, JSON body, basic auth),
+# so each can come back in an error text; none may reach anything hx writes or answers.
+SLACK_TOKEN = "hXs3cr3tW3bh00kT0k3n42"
+SLACK_PATH = f"/services/T0HXTEST1/B0HXTEST2/{SLACK_TOKEN}"
+PD_KEY = "hxR0ut1ngK3yS3cr3t0000000000001"
+AM_PASS = "hx-Am-P4ssw0rd-s3cr3t"
+SECRET_FORMS = (SLACK_TOKEN, "T0HXTEST1/B0HXTEST2", PD_KEY, AM_PASS,
+                __import__("base64").b64encode(f"hx:{AM_PASS}".encode()).decode())
+L1_CHANNELS = ("am", "pd", "slack")
+
+
+def leaked(data):
+    if isinstance(data, bytes):
+        return [f for f in SECRET_FORMS if f.encode() in data]
+    return [f for f in SECRET_FORMS if f in data]
+
+
+def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, event_listener):
+    """Every channel (PagerDuty, Alertmanager with basic auth, Slack) with its receiver refusing
+    connections, timing out and answering 500 with the request echoed (routing key, path, auth)."""
+    channels = {
+        "pd": {"kind": "pagerduty", "url": receiver.url + "/pd", "routing_key": PD_KEY},
+        "am": {"kind": "alertmanager", "url": f"http://hx:{AM_PASS}@127.0.0.1:{receiver.port}"},
+        "slack": {"kind": "slack", "url": receiver.url + SLACK_PATH},
+    }
+    levels = [{"name": "L1", "notify": list(L1_CHANNELS)}, {"name": "L2"}, {"name": "L3"}]
+    # No schedule-driven L2 during the test: one open and one L1 round per incident.
+    hx_config(receiver.url, timeout=3600, channels=channels, levels=levels, on_open=list(L1_CHANNELS),
+              delivery={"timeout": 1, "retries": 1, "backoff": 0.1})
+    ghost = [{"name": "ghost_proc", "kind": "process", "pattern": "no-such-process-hx-secret-test"}]
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False, checks=ghost))
+    since = time.time()
+    found = {}
+
+    def phase(mode, nonce, expect):
+        t0 = time.time()
+        payload = sign(minions["hx-m1"], "hx-m1", "ghost_proc",
+                       {"check": "ghost_proc", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
+        fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/ghost_proc", "data": dict(payload, id="hx-m1")}])
+        inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=t0)
+                                if i["check"] == "ghost_proc"], 60, f"the {mode} incident")[0]
+
+        def rounds_done():
+            rec = show(salt_run_cli, inc["id"])
+            notes = [e for e in rec["timeline"] if e["kind"] == "notification"]
+            return rec if len(notes) == 2 * len(L1_CHANNELS) else None
+
+        rec = wait_for(rounds_done, 90, f"open and L1 deliveries ({mode}) on the timeline")
+        notes = [e for e in rec["timeline"] if e["kind"] == "notification"]
+        assert rec["level"] == 1 and not any(e["ok"] for e in notes), notes
+        assert sorted(e["channel"] for e in notes) == sorted(L1_CHANNELS * 2)
+        assert all(expect in e["text"] for e in notes), (mode, [e["text"] for e in notes])
+        found[mode] = rec
+        assert salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test").returncode == 0
+
+    receiver.stop()
+    try:
+        phase("refused", "sec1", "ConnectionError")
+    finally:
+        receiver.start()
+    receiver.clear()
+    receiver.hang_next(4 * len(L1_CHANNELS), seconds=3)
+    phase("timeout", "sec2", "timed out")
+    receiver.clear()
+    receiver.fail_next(4 * len(L1_CHANNELS), 500, echo=True)
+    phase("500", "sec3", "HTTP 500: ")
+    # The premise: the secrets were on the wire, and came back in the answers' bodies.
+    assert {p["path"] for p in receiver.all_posts} >= {"/pd", SLACK_PATH, "/api/v2/alerts"}
+    assert any(p["body"].get("routing_key") == PD_KEY for p in receiver.all_posts if isinstance(p["body"], dict))
+    assert "request" in json.dumps([e["text"] for e in found["500"]["timeline"]]), "the echoed body is shown, scrubbed"
+
+    outputs = []
+    for rec in found.values():
+        shown = salt_run_cli.run("hx_incident.show", rec["id"])
+        rep = salt_run_cli.run("hx_incident.report", rec["id"])
+        assert shown.returncode == 0 and rep.returncode == 0, (shown, rep)
+        assert "FAILED after 2 attempt(s)" in rep.data["text"]
+        outputs += [shown.stdout, rep.stdout, rep.data["text"], open(rep.data["path"], encoding="utf-8").read()]
+    for text in outputs:
+        assert not leaked(text), leaked(text)
+    events = event_listener.get_events([(master.id, "*")], after_time=since)
+    assert any(e.tag.startswith("hx/incident/") for e in events)
+    assert not leaked(json.dumps([[e.tag, e.data] for e in events], default=str))
+
+    # Everything the master wrote: its log file, the audit log, the incident store, the job cache.
+    conf_dir = os.path.realpath(master.config_dir)
+    written = {}
+    for top, _, files in os.walk(master.config["root_dir"]):
+        if os.path.realpath(top).startswith(conf_dir):
+            continue  # hx_ops.yaml holds the secrets by design
+        for name in files:
+            path = os.path.join(top, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue  # sockets, and links into the config
+            with open(path, "rb") as fh:
+                written[path] = fh.read()
+    log_file, audit_file = master.config["log_file"], hx_audit.log_path(master.config)
+    assert log_file in written and b"hx_remediate:" in written[log_file], sorted(written)[:20]
+    assert audit_file in written and b'"what": "notify"' in written[audit_file]
+    assert any("incidents" in p for p in written), "the incident store was not searched"
+    bad = {p: leaked(data) for p, data in written.items() if leaked(data)}
+    assert not bad, bad

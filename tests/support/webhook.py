@@ -1,9 +1,13 @@
 """A webhook receiver on 127.0.0.1 that records every POST (Slack, PagerDuty, Alertmanager).
 
 ``Receiver().start()``; ``.url``; ``.posts`` -> ``[{"path", "body", "headers", "t"}]``;
-``.fail_next(n, status=500, retry_after=None)`` answers the next ``n`` POSTs
-with ``status``; ``.stop()`` makes it "down" (connections refused) and
-``.start()`` brings it back on the same port. Nagle is off (docs/architecture.md, measured traps).
+``.fail_next(n, status=500, retry_after=None, echo=False)`` answers the next ``n`` POSTs
+with ``status`` (``echo``: the body repeats the request's path, body and
+Authorization header, as some receivers do in their error text);
+``.hang_next(n, seconds)`` answers the next ``n`` only after ``seconds`` (a
+client with a shorter timeout times out); ``.stop()`` makes it "down"
+(connections refused) and ``.start()`` brings it back on the same port. Nagle
+is off (docs/architecture.md, measured traps).
 
 The lab runs it as its notification receiver (every POST appended to a
 JSON-lines file)::
@@ -34,15 +38,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = raw.decode(errors="replace")
         recv = self.server.receiver
         with recv.lock:
-            status, retry_after = 202, None
+            status, retry_after, echo, hang = 202, None, False, 0
             if recv.failures:
-                status, retry_after = recv.failures.pop(0)
-            post = {"path": self.path, "body": body, "headers": dict(self.headers), "t": time.time(), "status": status}
+                status, retry_after, echo, hang = recv.failures.pop(0)
+            post = {"path": self.path, "body": body, "headers": dict(self.headers), "t": time.time(), "status": status,
+                    "hung": bool(hang)}
             recv.all_posts.append(post)
             if recv.log_path:
                 with open(recv.log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps({k: v for k, v in post.items() if k != "headers"}) + "\n")
-        payload = json.dumps({"status": "ok" if status < 300 else "error"}).encode()
+        if hang:
+            time.sleep(hang)  # the product's own timeout is what the test waits for
+        answer = {"status": "ok" if status < 300 else "error"}
+        if echo:
+            answer.update(path=self.path, request=body, authorization=self.headers.get("Authorization"))
+        payload = json.dumps(answer).encode()
         self.send_response(status)
         if retry_after is not None:
             self.send_header("Retry-After", str(retry_after))
@@ -68,13 +78,18 @@ class Receiver:
 
     @property
     def posts(self):
-        """Accepted POSTs (answered 2xx), oldest first."""
+        """Accepted POSTs (answered 2xx in time), oldest first."""
         with self.lock:
-            return [p for p in self.all_posts if p["status"] < 300]
+            return [p for p in self.all_posts if p["status"] < 300 and not p["hung"]]
 
-    def fail_next(self, n, status=500, retry_after=None):
+    def fail_next(self, n, status=500, retry_after=None, echo=False):
         with self.lock:
-            self.failures.extend([(status, retry_after)] * n)
+            self.failures.extend([(status, retry_after, echo, 0)] * n)
+
+    def hang_next(self, n, seconds):
+        """The next ``n`` POSTs are answered (202) only after ``seconds``; they count as failed posts."""
+        with self.lock:
+            self.failures.extend([(202, None, False, seconds)] * n)
 
     def clear(self):
         with self.lock:
