@@ -19,6 +19,17 @@ DEFAULTS = {
     "require_signature": True,
     "unsigned_sources": ["service"],
     "max_event_age": 300,
+    # The reactor's gate (hx_gate) lets each minion named in a tag send
+    # ``unsigned_rate`` unsigned events per second (bursts of
+    # ``unsigned_burst``) and ``signed_rate``/``signed_burst`` events that
+    # carry a signature; the rest is dropped before a runner job exists.
+    # The names an unsigned hint may use are the minion's declared
+    # hx:services, cached for ``declared_ttl`` s (one compile per flood).
+    "unsigned_rate": 2.0,
+    "unsigned_burst": 20,
+    "signed_rate": 20.0,
+    "signed_burst": 200,
+    "declared_ttl": 60,
     "min_status": "critical",
     "actions": {
         "service_down": {"action": "recover"},
@@ -44,7 +55,8 @@ DEFAULTS = {
 }
 ACTIONS = ("recover", "state", "notify")
 # Security settings are the master's alone: a pillar override is refused.
-MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age")
+MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age", "unsigned_rate", "unsigned_burst",
+               "signed_rate", "signed_burst", "declared_ttl")
 STATUS_ORDER = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3, "config_error": 1}
 SOURCES = ("hx_health", "service")
 SLS_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
@@ -68,7 +80,7 @@ def deep_merge(base, override):
 
 
 def _number(value, where, minimum=0.0, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
     if integer and int(value) != value:
         raise ValueError(f"{where} must be an integer, got {value!r}")
@@ -112,8 +124,11 @@ def validate(p):
         raise ValueError("hx_remediation:maintenance must be configured, any or never")
     if p["min_status"] not in ("warning", "critical"):
         raise ValueError("hx_remediation:min_status must be warning or critical")
-    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout"):
+    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_burst", "signed_burst",
+                "declared_ttl"):
         p[key] = _number(p[key], f"hx_remediation:{key}", minimum=1)
+    for key in ("unsigned_rate", "signed_rate"):
+        p[key] = _number(p[key], f"hx_remediation:{key}", minimum=0.01)
     if not isinstance(p["actions"], dict):
         raise ValueError("hx_remediation:actions must be a mapping of incident type to action")
     for itype, spec in p["actions"].items():
@@ -271,6 +286,41 @@ def check_facts(name, kind=None, services=None):
             return {"check": name, "type": "service", "resource": svc, "service": svc}
     kind_type = {"http": "endpoint_failure", "tcp": "endpoint_failure", "process": "process_down"}
     return {"check": name, "type": kind_type.get(kind, "unknown"), "resource": None, "service": None}
+
+
+def admit(bucket, now, rate, burst):
+    """Token bucket of one sender's unsigned events: ``(admitted, bucket)``.
+
+    ``bucket`` is ``(tokens, at)`` from the previous call, or None for a
+    sender not seen yet (it starts full).
+    """
+    tokens, at = bucket if bucket else (float(burst), now)
+    tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+    if tokens >= 1.0:
+        return True, (tokens - 1.0, now)
+    return False, (tokens, now)
+
+
+def gate_sender(tag, data):
+    """``(minion named in the tag, carries a signature)`` for the reactor's gate, or None.
+
+    Only the shape is read here; whether the signature verifies is the
+    runner's business (the gate only chooses which bucket pays).
+    """
+    m = TAG_RE.match(tag) if isinstance(tag, str) else None
+    if not m:
+        return None
+    payload = data.get("data") if isinstance(data, dict) and data.get("cmd") == "_minion_event" else data
+    return m["minion"], isinstance(payload, dict) and "sig" in payload
+
+
+def declared_names(services):
+    """Every name a built-in ``service`` beacon event may use for a minion's hx:services."""
+    names = set()
+    for svc, spec in (services or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        names.update(n for n in (svc, spec.get("unit"), spec.get("program")) if isinstance(n, str))
+    return frozenset(names)
 
 
 def service_for(services, name):

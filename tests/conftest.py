@@ -31,7 +31,7 @@ salt._logging.shutdown_temp_handler()
 MODULE_COST = {
     "tests/integration/test_canary.py": 350,
     "tests/integration/test_maint_run.py": 310,
-    "tests/integration/test_remediation.py": 300,
+    "tests/integration/test_remediation.py": 340,
     "tests/integration/test_deploy.py": 235,
     "tests/integration/test_services.py": 170,
     "tests/integration/test_health.py": 150,
