@@ -562,6 +562,8 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     import salt.client  # pylint: disable=import-outside-toplevel
 
     pol = hx_remediation.policy()
+    # Earlier tests spent hx-m1's remediation budget: the kill below must be judged on its own.
+    assert salt_run_cli.run("hx_remediate.release", "hx-m1").returncode == 0
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
@@ -588,17 +590,19 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
         old = lab.pid("demo")
         os.kill(old, 9)
 
-        def ping():
+        def ping(must_answer=True):
             started = time.monotonic()
             ret = client.cmd("hx-m1", "test.ping", timeout=30)
-            assert ret == {"hx-m1": True}, ret
+            if ret != {"hx-m1": True}:
+                assert not must_answer, ret
+                return float("inf")  # no answer within 30 s: the known stall, reported below
             return time.monotonic() - started
 
         # While the master fans the one 5,000-event request out to its bus (measured, not asserted:
         # see docs/reference/hx_remediate.md, "The reactor's gate").
         arrival = []
         while len(event_listener.get_events([(master.id, "salt/beacon/hx-m2/service/*")], after_time=since)) < len(flood):
-            arrival.append(ping())
+            arrival.append(ping(must_answer=False))
             assert time.monotonic() - flood_at < 300, "the flood never reached the master's bus"
         on_bus_s = time.monotonic() - flood_at
         # While the reactor works through it: the promise.
