@@ -13,10 +13,10 @@ SLOTS = ("blue", "green")
 MAX_VERSION_LEN = 64
 # Versions become directory names and appear in commands and URLs: a strict
 # semver-like shape with an optional suffix, nothing that could walk a path.
-VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?$")
-APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?")
+APP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ALGOS = {"sha256": 64, "sha512": 128}
-HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
+HEX_RE = re.compile(r"[0-9a-fA-F]+")
 
 DEFAULT_ROOT = "/srv/hx/apps"
 DEFAULT_KEEP = 5
