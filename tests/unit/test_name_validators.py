@@ -40,6 +40,10 @@ def _window(name):
     return hx_windows.validate_window({"name": name, "start": "02:00", "end": "04:00"}, 0)
 
 
+def _member(name):
+    return hx_releases.check_member(name, "file")
+
+
 def _check(name):
     return hx_checks.normalize([{"name": name, "kind": "tcp", "host": "127.0.0.1", "port": 80}])
 
@@ -57,6 +61,7 @@ VALIDATORS = {
     "hx_releases.validate_app": (hx_releases.validate_app, "app1"),
     "hx_releases.validate_version": (hx_releases.validate_version, "1.2.3-rc.1"),
     "hx_releases.validate_slot": (hx_releases.validate_slot, "blue"),
+    "hx_releases.check_member (archive member)": (_member, "static/app.css"),
     "hx_haproxy.validate_name (backend/server)": (lambda v: hx_haproxy.validate_name("server", v), "app1_blue"),
     "hx_services.validate_service": (lambda v: hx_services.validate_service(v, {}), "app1-blue"),
     "hx_checks.normalize (check name)": (_check, "app1_http"),
