@@ -14,6 +14,7 @@ import hx_apps
 import hx_checks
 import hx_haproxy
 import hx_incidents
+import hx_paths
 import hx_releases
 import hx_remediation
 import hx_services
@@ -44,6 +45,10 @@ def _member(name):
     return hx_releases.check_member(name, "file")
 
 
+def _cleanup_dir(name):
+    return hx_paths.cleanup_dir(f"/tmp/{name}")
+
+
 def _check(name):
     return hx_checks.normalize([{"name": name, "kind": "tcp", "host": "127.0.0.1", "port": 80}])
 
@@ -69,6 +74,7 @@ VALIDATORS = {
     "hx_remediation.policy (action sls)": (_policy_sls, "hx.cleanup.disk"),
     "hx_remediation.parse_event (beacon tag)": (_event_tag, "disk_probe:disk:/"),
     "hx_incidents.Store.ids (incident id)": (_incident_ids, "INC-1732900000-web1"),
+    "hx_paths.cleanup_dir (cleanup directory)": (_cleanup_dir, "app1"),
 }
 
 
