@@ -318,7 +318,7 @@ def handle(tag, data, **kwargs):  # pylint: disable=unused-argument
         ev = hx_remediation.parse_event(tag, data)
         signed = _verify_signature(ev, now, master_pol)
     except Rejected as exc:
-        named = hx_remediation.TAG_RE.match(tag) if isinstance(tag, str) else None
+        named = hx_remediation.TAG_RE.fullmatch(tag) if isinstance(tag, str) else None
         target = named["minion"] if named else None
         sender = data.get("id") if isinstance(data, dict) else None
         _audit("remediate.reject", target, "rejected", reason=str(exc), tag=tag, sender=sender)

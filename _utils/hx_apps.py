@@ -11,7 +11,7 @@ import hx_canary
 import hx_releases
 
 COLORS = hx_releases.SLOTS
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 DEPLOY_DEFAULTS = {
     "weight": 100,  # weight of a live server
@@ -84,7 +84,7 @@ def number(app, key, value):
 
 def lookup(apps, app):
     """The validated definition of ``app`` from the ``hx:apps`` mapping."""
-    if not isinstance(app, str) or not NAME_RE.match(app):
+    if not isinstance(app, str) or not NAME_RE.fullmatch(app):
         raise ValueError(f"app name {app!r} is not valid")
     if not isinstance(apps, dict) or app not in apps:
         known = ", ".join(sorted(apps)) if isinstance(apps, dict) and apps else "none"

@@ -21,7 +21,7 @@ KINDS = ("system", "http", "tcp", "process")
 
 # Names become dict keys, flat "<check>:<metric>" keys and event tag parts
 # (salt/beacon/<minion>/hx_health/<check>), so ':' and '/' are excluded.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 MAX_TIMEOUT = 60
 DEFAULT_TIMEOUT = 3
@@ -207,7 +207,7 @@ def normalize(checks, response_time=None):
         raw_name = check.get("name")
         ctx = _Ctx(index, raw_name if isinstance(raw_name, str) else None)
         name = _string(ctx, check, "name", required=True)
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             ctx.fail("name", "may only contain letters, digits, '_', '.' and '-'")
         if name in seen:
             ctx.fail("name", f"duplicates {WHERE}[{seen[name]}]")

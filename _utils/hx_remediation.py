@@ -59,7 +59,7 @@ MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age", "unsign
                "signed_rate", "signed_burst", "declared_ttl")
 STATUS_ORDER = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3, "config_error": 1}
 SOURCES = ("hx_health", "service")
-SLS_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+SLS_RE = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
 class Rejected(Exception):
@@ -141,7 +141,7 @@ def validate(p):
         if extra:
             raise ValueError(f"{where}: unknown key {extra[0]!r}")
         if spec["action"] == "state":
-            if not isinstance(spec.get("sls"), str) or not SLS_RE.match(spec["sls"]):
+            if not isinstance(spec.get("sls"), str) or not SLS_RE.fullmatch(spec["sls"]):
                 raise ValueError(f"{where}: sls must name an SLS like hx.cleanup.disk")
     budget = p["budget"]
     if not isinstance(budget, dict) or set(budget) - {"minion", "role"}:
@@ -168,7 +168,7 @@ def action_for(p, incident_type):
 
 # -- events -----------------------------------------------------------------
 
-TAG_RE = re.compile(r"^salt/beacon/(?P<minion>[^/]+)/(?P<source>[^/]+)/(?P<name>.*)$")
+TAG_RE = re.compile(r"salt/beacon/(?P<minion>[^/]+)/(?P<source>[^/]+)/(?P<name>.*)")
 
 
 def parse_event(tag, data):
@@ -186,7 +186,7 @@ def parse_event(tag, data):
     """
     if not isinstance(tag, str):
         raise Rejected("tag is not a string")
-    m = TAG_RE.match(tag)
+    m = TAG_RE.fullmatch(tag)
     if not m:
         raise Rejected(f"tag {tag!r} is not salt/beacon/<minion>/<source>/<name>")
     if not isinstance(data, dict):

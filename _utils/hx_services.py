@@ -14,7 +14,7 @@ PROVIDERS = ("supervisord", "systemd")
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_START_TIMEOUT = 30.0
 # Service names travel in comma lists and event tags: keep them tag-safe.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 
 _STR_KEYS = ("provider", "program", "unit", "supervisor_conf", "bin_env", "reload_signal")
 _NUM_KEYS = ("stop_timeout", "start_timeout")
@@ -40,7 +40,7 @@ def _str_list(name, key, value):
 
 def validate_service(name, raw):
     """One service entry -> normalised dict with defaults filled in."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValueError(f"hx:services: bad service name {name!r} (letters, digits, _ . @ -)")
     if raw is None:
         raw = {}
