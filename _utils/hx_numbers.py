@@ -26,7 +26,9 @@ Bound = collections.namedtuple("Bound", "low high integer above unit")
 
 # A decimal number as written by hand: what float() accepts minus its
 # surprises (nan, inf, infinity, underscores, surrounding whitespace).
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only (``\d`` takes any script's), and short enough that
+# int() never meets its digit limit.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,4})?")
 _SHOWN = 80  # characters of a refused value repeated in the error
 
 
