@@ -100,15 +100,6 @@ def check(key, value, b, text=False):
     return number
 
 
-def check_all(prefix, table, values, text=False):
-    """Check every key of ``values`` that ``table`` bounds (``None`` skipped); other keys pass through."""
-    out = dict(values)
-    for key, value in values.items():
-        if key in table and value is not None:
-            out[key] = check(f"{prefix}{key}", value, table[key], text=text)
-    return out
-
-
 DAY = 86400
 WEEK = 7 * DAY
 TEN_MINUTES_MS = 600000
