@@ -405,6 +405,11 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     break_lock
         Take over the app's deployment lock left by a dead run.
 
+    Numbers must be finite and within bounds (bake 0..86400 s, keep_warm
+    0..604800 s; docs/reference/bad-input.md): checked before the lease is
+    taken. Ctrl-C (SIGINT) or SIGTERM after the switch puts traffic back,
+    reads it back and records ``rolled_back`` before the process ends.
+
     Fires ``hx/deploy/<app>/<phase>`` for preflight, deploy, verify, switch,
     bake, rollback, rolled_back, warm and done.
 
@@ -1243,6 +1248,11 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         Seconds the old color stays running after promotion.
     break_lock
         Take over the app's deployment lock left by a dead run.
+
+    Numbers must be finite and within bounds (docs/reference/bad-input.md):
+    checked before the lease is taken. Ctrl-C (SIGINT) or SIGTERM while a
+    step serves puts the stable color back, verified and recorded, before
+    the process ends.
 
     Fires ``hx/deploy/<app>/<phase>``: preflight, deploy, verify, shift and
     step (every step, with its figures and verdict), paused, resumed,
