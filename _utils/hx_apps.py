@@ -8,6 +8,7 @@ blue 8080, green 8081, ``/health``, error rate 5 %, response time 2000 ms.
 import re
 
 import hx_canary
+import hx_numbers
 import hx_releases
 
 COLORS = hx_releases.SLOTS
@@ -57,8 +58,6 @@ def validate(app, raw):
         if key not in DEPLOY_DEFAULTS:
             _fail(app, f"deploy.{key}", "unknown setting (allowed: " + ", ".join(sorted(DEPLOY_DEFAULTS)) + ")")
         deploy[key] = number(app, f"deploy.{key}", value)
-    if not 1 <= deploy["weight"] <= 256:
-        _fail(app, "deploy.weight", "must be 1..256")
     server = raw.get("server", "{host}_{color}")
     if "{host}" not in server or "{color}" not in server:
         _fail(app, "server", "template must contain {host} and {color}")
@@ -76,10 +75,11 @@ def validate(app, raw):
 
 
 def number(app, key, value):
-    """A non-negative int/float (bool is refused: YAML `yes` is no duration)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        _fail(app, key, f"must be a non-negative number, got {value!r}")
-    return value
+    """``deploy.<key>`` of ``app``'s pillar within its bounds (``hx_numbers.DEPLOY``)."""
+    try:
+        return hx_numbers.check(key, value, hx_numbers.DEPLOY[key.split(".")[-1]])
+    except ValueError as exc:
+        raise ValueError(f"hx:apps:{app}: {exc}") from None
 
 
 def lookup(apps, app):

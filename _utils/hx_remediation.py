@@ -9,6 +9,7 @@ import json
 import math
 import re
 
+import hx_numbers
 import hx_lease
 
 # Where each setting may come from (see docs/reference/hx_remediate.md):
@@ -79,12 +80,11 @@ def deep_merge(base, override):
     return out
 
 
-def _number(value, where, minimum=0.0, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
-    if integer and int(value) != value:
-        raise ValueError(f"{where} must be an integer, got {value!r}")
-    return int(value) if integer else float(value)
+def _number(value, where):
+    """``where`` (``hx_remediation:<key>``) within its bounds (``hx_numbers.REMEDIATION``)."""
+    b = hx_numbers.REMEDIATION[where.split(":", 1)[1]]
+    number = hx_numbers.check(where, value, b)
+    return number if b.integer else float(number)
 
 
 def policy(*layers, pillar=None):
@@ -124,11 +124,9 @@ def validate(p):
         raise ValueError("hx_remediation:maintenance must be configured, any or never")
     if p["min_status"] not in ("warning", "critical"):
         raise ValueError("hx_remediation:min_status must be warning or critical")
-    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_burst", "signed_burst",
-                "declared_ttl"):
-        p[key] = _number(p[key], f"hx_remediation:{key}", minimum=1)
-    for key in ("unsigned_rate", "signed_rate"):
-        p[key] = _number(p[key], f"hx_remediation:{key}", minimum=0.01)
+    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_rate", "unsigned_burst",
+                "signed_rate", "signed_burst", "declared_ttl"):
+        p[key] = _number(p[key], f"hx_remediation:{key}")
     if not isinstance(p["actions"], dict):
         raise ValueError("hx_remediation:actions must be a mapping of incident type to action")
     for itype, spec in p["actions"].items():
@@ -147,16 +145,14 @@ def validate(p):
     if not isinstance(budget, dict) or set(budget) - {"minion", "role"}:
         raise ValueError("hx_remediation:budget must be a mapping with minion and role")
     minion = budget.get("minion") or {}
-    if set(minion) - {"max", "window"}:
+    if not isinstance(minion, dict) or set(minion) - {"max", "window"}:
         raise ValueError("hx_remediation:budget:minion: only max and window are allowed")
-    minion["max"] = _number(minion.get("max", 5), "hx_remediation:budget:minion:max", 1, integer=True)
-    minion["window"] = _number(minion.get("window", 3600), "hx_remediation:budget:minion:window", 1)
+    minion["max"] = _number(minion.get("max", 5), "hx_remediation:budget:minion:max")
+    minion["window"] = _number(minion.get("window", 3600), "hx_remediation:budget:minion:window")
     role = budget.get("role") or {}
-    if set(role) - {"max_pct"}:
+    if not isinstance(role, dict) or set(role) - {"max_pct"}:
         raise ValueError("hx_remediation:budget:role: only max_pct is allowed")
-    role["max_pct"] = _number(role.get("max_pct", 50), "hx_remediation:budget:role:max_pct", 1)
-    if role["max_pct"] > 100:
-        raise ValueError("hx_remediation:budget:role:max_pct must be <= 100")
+    role["max_pct"] = _number(role.get("max_pct", 50), "hx_remediation:budget:role:max_pct")
     budget["minion"], budget["role"] = minion, role
     return p
 

@@ -9,6 +9,7 @@ import re
 
 import hx_budget
 import hx_deps
+import hx_numbers
 
 PROVIDERS = ("supervisord", "systemd")
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -61,7 +62,7 @@ def validate_service(name, raw):
     svc["unit"] = svc["unit"] or name
     for key, default in (("stop_timeout", DEFAULT_STOP_TIMEOUT), ("start_timeout", DEFAULT_START_TIMEOUT)):
         val = raw.get(key, default)
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
+        if not hx_numbers.is_finite(val) or val <= 0:
             raise _err(name, key, f"must be a number of seconds > 0, got {val!r}")
         svc[key] = float(val)
     for key in _LIST_KEYS:

@@ -379,7 +379,8 @@ def test_crafted_archive_refused_naming_the_member_and_nothing_written(minion, r
     m = minion()
     with pytest.raises(CommandExecutionError) as err:
         m.install("demo", version, "blue", restart=False, checksum=digest)
-    assert f"rejected, unsafe member {refused!r}" in str(err.value), err.value
+    # long names are shortened in the message; their first characters still say which member it was
+    assert f"rejected, unsafe member {repr(refused)[:60]}" in str(err.value), err.value
     assert "nothing changed" in str(err.value)
     assert sorted(os.listdir(outside)) == ["target"] and (outside / "target").read_bytes() == b"keep\n"
     assert sorted(os.listdir(releases)) == [".downloads"] and os.listdir(releases / ".downloads") == []
