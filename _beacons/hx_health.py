@@ -78,8 +78,9 @@ def _settings(config):
         raise ValueError(f"for_cycles must be an integer >= 1, got {n!r}")
     for key in ("horizon", "forecast_every", "repeat_every", "repeat_max"):
         v = out[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"{key} must be a number >= 0, got {v!r}")
+        # hx_remediation's own hx_numbers: this loader puts no utils dir on sys.path.
+        if not hx_remediation.hx_numbers.is_finite(v) or v < 0:
+            raise ValueError(f"{key} must be a finite number >= 0, got {v!r}")
     checks = out["checks"]
     if isinstance(checks, str):
         checks = [c.strip() for c in checks.split(",") if c.strip()]

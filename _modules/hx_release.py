@@ -31,9 +31,11 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
+import zlib
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -60,7 +62,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "hx_release"
 
-META = ".hx-release.json"
+META = ".hx-release.json"  # = hx_releases.META_NAME, which no archive member may be
 CONNECT_TIMEOUT = 5.0
 SIDECAR_TIMEOUT = 10.0
 HEALTH_TIMEOUT = 2.0
@@ -316,31 +318,113 @@ def _verify(path, digests, expected, source):
 
 
 def _extract(archive, target_dir, meta):
-    """Validate every member, then extract into a work dir renamed into place."""
-    parent = os.path.dirname(target_dir)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".incoming-{os.path.basename(target_dir)}-", dir=parent)
+    """
+    Validate every member, write them under a fresh staging directory, then
+    rename it into place: a release directory is complete or absent.
+
+    tarfile's extraction (and its filters) is not used: on Python before
+    3.11.13 its "data" filter lets a chain of long symlinks write outside the
+    target (CVE-2025-4517; docs/architecture.md, measured traps). Only
+    regular files and directories are accepted (hx_releases.plan_members),
+    and each is created here relative to an open directory descriptor with
+    O_NOFOLLOW (and O_EXCL for files), so nothing is ever written through a
+    link, whatever the archive or a concurrent process put on disk.
+    """
+    source = meta["source"]
     try:
+        tar = tarfile.open(archive, "r:gz")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise CommandExecutionError(f"{source}: not a readable tar.gz ({exc})") from exc
+    with tar:
         try:
-            with tarfile.open(archive, "r:gz") as tar:
-                members = tar.getmembers()
-                for m in members:
-                    kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
-                            else "hardlink" if m.islnk() else "other")
-                    hx_releases.check_member(m.name, kind, m.linkname if kind in ("symlink", "hardlink") else None)
-                # The 'data' filter is a second line of defence (modes, links) behind the checks above.
-                tar.extractall(work, members=members, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise CommandExecutionError(f"{meta['source']}: not a readable tar.gz ({exc})") from exc
+            plan = hx_releases.plan_members(tar.getmembers())
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise CommandExecutionError(f"{source}: not a readable tar.gz ({exc})") from exc
         except ValueError as exc:
-            raise CommandExecutionError(f"{meta['source']}: rejected, {exc}; nothing changed") from exc
-        with open(os.path.join(work, META), "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=1, sort_keys=True)
-        os.chmod(work, 0o755)
-        os.rename(work, target_dir)
+            raise CommandExecutionError(f"{source}: rejected, {exc}; nothing changed") from exc
+        parent = os.path.dirname(target_dir)
+        os.makedirs(parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=f".incoming-{os.path.basename(target_dir)}-", dir=parent)
+        try:
+            root_fd = os.open(work, _DIR_FLAGS)
+            try:
+                for rel, kind, mode, member in plan:
+                    try:
+                        _write_member(tar, root_fd, rel, kind, mode, member)
+                    except _READ_WRITE_ERRORS as exc:
+                        raise CommandExecutionError(
+                            f"{source}: rejected, member {rel!r} cannot be written safely ({exc}); nothing changed"
+                        ) from exc
+                _write_new(root_fd, META, json.dumps(meta, indent=1, sort_keys=True).encode(), 0o644)
+            finally:
+                os.close(root_fd)
+            os.chmod(work, 0o755)
+            if os.path.lexists(target_dir):
+                # Renaming onto an empty directory would succeed silently: never replace anything here.
+                raise CommandExecutionError(f"{target_dir} appeared while {source} was extracted; nothing changed")
+            os.rename(work, target_dir)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+
+
+# A truncated or corrupt stream fails while a member is read (zlib, EOF); an
+# absurd mtime fails in utime (OverflowError/ValueError).
+_READ_WRITE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, OverflowError, ValueError)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_dir(root_fd, parts):
+    """A descriptor of ``root/<parts>``, creating missing directories; each step is a real directory."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            if part in ("", ".", "..") or "/" in part:  # plan_members never gives these; never trust a caller
+                raise OSError(f"bad path component {part!r}")
+            try:
+                os.mkdir(part, 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass
+            # O_NOFOLLOW: a symlink in this place fails (ELOOP) instead of being followed.
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OSError(f"{part!r} is not a directory")
+        return fd
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        os.close(fd)
         raise
+
+
+def _write_new(dir_fd, name, data, mode, mtime=None):
+    fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as out:
+        if isinstance(data, bytes):
+            out.write(data)
+        else:
+            shutil.copyfileobj(data, out, CHUNK)
+        out.flush()
+        os.fchmod(out.fileno(), mode)
+        if mtime is not None:
+            os.utime(out.fileno(), (mtime, mtime))
+
+
+def _write_member(tar, root_fd, rel, kind, mode, member):
+    parts = rel.split("/")
+    fd = _open_dir(root_fd, parts if kind == "dir" else parts[:-1])
+    try:
+        if kind == "dir":
+            os.fchmod(fd, mode)
+            return
+        src = tar.extractfile(member)
+        if src is None:  # pragma: no cover - plan_members lets only regular files through
+            raise OSError("not a regular file")
+        with src:
+            _write_new(fd, parts[-1], src, mode, mtime=member.mtime)
+    finally:
+        os.close(fd)
 
 
 def _point(cfg, slot, version):
@@ -506,9 +590,10 @@ def install(app, version, slot, source=None, checksum=None, restart=True):
         Restart the slot's service after the switch (default True).
 
     An already-installed version with the same checksum is reused (nothing
-    fetched when the checksum is known up front). A checksum mismatch, a
-    tarball with absolute/``..`` paths, escaping links or special files
-    raises CommandExecutionError and changes nothing. A failed restart raises
+    fetched when the checksum is known up front). A checksum mismatch, or a
+    tarball holding anything but regular files and directories (links,
+    devices, fifos) or an absolute/``..`` name, raises CommandExecutionError
+    naming the member and changes nothing. A failed restart raises
     CommandExecutionError after the switch: the slot stays on the new release
     (see the message for the ``activate`` call that points it back).
 

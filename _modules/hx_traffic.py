@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - not on Windows
 try:
     import hx_haproxy
     import hx_nginx
+    import hx_numbers
 
     _IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by __virtual__
@@ -80,8 +81,8 @@ def _section(name):
         if val is not None and (not isinstance(val, str) or not val):
             raise SaltInvocationError(f"hx:traffic:{name}:{key}: must be a non-empty string, got {val!r}")
     timeout = conf.get("timeout", 5)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise SaltInvocationError(f"hx:traffic:{name}:timeout: must be a number > 0, got {timeout!r}")
+    if not hx_numbers.is_finite(timeout) or timeout <= 0:
+        raise SaltInvocationError(f"hx:traffic:{name}:timeout: must be a number > 0, got {hx_numbers.shown(timeout)}")
     return dict(conf, timeout=float(timeout), binary=conf.get("binary") or name)
 
 

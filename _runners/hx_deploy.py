@@ -33,6 +33,7 @@ import hx_events
 import hx_fleet
 import hx_incidents
 import hx_lease
+import hx_numbers
 import hx_releases
 import hx_rollout
 import hx_runner
@@ -74,11 +75,16 @@ def _caller(kwargs):
     return kwargs.get("__pub_user") or os.environ.get("SUDO_USER") or os.environ.get("USER") or "salt"
 
 
-def _duration(kwargs, key, cfg):
-    value = kwargs.get(key)
+def _duration(value, key, cfg):
+    """The ``key`` argument as typed (checked against ``hx_numbers.DEPLOY``), else the app's pillar value."""
     if value is None:
         return cfg["deploy"][key]
-    return hx_apps.number(cfg["app"], key, value)
+    return hx_numbers.check(key, value, hx_numbers.DEPLOY[key], text=True)
+
+
+def _runner_number(key, value):
+    """A plain argument of a public function (``timeout``, ``limit``), checked against ``hx_numbers.DEPLOY_RUNNER``."""
+    return hx_numbers.check(key, value, hx_numbers.DEPLOY_RUNNER[key], text=True)
 
 
 def _abandon(store, holder):
@@ -137,10 +143,11 @@ def _holder_text(holder):
             f"(or pass break_lock=True once it is stale)")
 
 
-def _begin(cfg, version, strategy, break_lock, kwargs):
+def _begin(cfg, version, strategy, break_lock, kwargs, guard=None):
     """A recorded rollout holding the app's lock, or the refusal to return."""
     ro = hx_rollout.Rollout(
-        __opts__, cfg, version, strategy, progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid")
+        __opts__, cfg, version, strategy, progress=_say, user=_caller(kwargs), jid=kwargs.get("__pub_jid"),
+        guard=guard,
     )
     store = hx_store.Store(__opts__)
     token, holder = _lock(store, cfg, ro, break_lock)
@@ -263,6 +270,14 @@ def _failure_text(exc):
     """What a failed step says; an error no step expected also says where it came from (logged in full)."""
     if isinstance(exc, hx_rollout.StepError):
         return str(exc)
+    if isinstance(exc, hx_rollout.Interrupted):
+        log.warning("hx_deploy: %s", exc)
+        why = "an operator's Ctrl-C" if exc.signame == "SIGINT" else "the process was told to stop"
+        return f"{exc} ({why})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    if isinstance(exc, SystemExit):
+        return f"the process was told to exit (SystemExit {exc.code!r})"[:500]
     log.error("hx_deploy: unexpected error", exc_info=exc)
     return f"unexpected error: {type(exc).__name__}: {exc}"[:500]
 
@@ -313,6 +328,62 @@ def _remember(cfg, live, warm_color, warm_version, keep_warm, record):
     store.put(hx_rollout.APPS, cfg["app"], state)
 
 
+def _blue_green(store, ro, token, bake, keep_warm, moved):
+    """Install, verify, switch, bake; ``moved`` says how far traffic went (for ``_unwind``)."""
+    cfg, version = ro.cfg, ro.record["version"]
+    live, idle, running = _install_and_verify(store, ro, token, lambda live, idle: f"deploying {version} to {idle}")
+    moved["live"] = live
+    before = ro.lb_stats()
+    target = hx_apps.target_weights(cfg, idle)
+    ro.phase("switch", color=idle, weights=target)
+    moved["switched"] = True
+    ro.set_weights(target, f"switch traffic to {idle}")
+    _say(f"switched: all traffic on {idle}; baking {bake}s")
+    ro.phase("bake", seconds=bake)
+    verdict = _bake(ro, idle, bake, before)
+    # The bake passed: the rest records it; a signal now ends the process
+    # once that is done, it does not undo a good deployment.
+    with ro.guard.settling():
+        ro.record["bake"] = verdict
+        _remember(cfg, idle, live, running, keep_warm, ro.record)
+        ro.phase("warm", color=live, seconds=keep_warm)
+        return ro.finish("succeeded")
+
+
+def _unwind(ro, exc, moved, keep_warm):
+    """After any failure of a blue-green run: traffic back and verified if it moved, else park; the record ended."""
+    reason = _failure_text(exc)
+    if moved["switched"]:
+        live = moved["live"]
+        try:
+            _restore(ro, live, reason)
+        except Exception as again:  # pylint: disable=broad-except
+            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
+        _rejected_warm(ro, live, hx_apps.other(live), keep_warm)
+        return ro.finish("rolled_back", reason)
+    if ro.record.get("to_color"):
+        _park(ro, ro.record["to_color"])
+    return ro.finish("failed", reason)
+
+
+def _rejected_warm(ro, live, rejected, keep_warm):
+    """After a rollback: ``live`` carries the traffic; the rejected color is stopped by cleanup after keep_warm.
+
+    A later ``hx_deploy.rollback`` goes back to what that color held before
+    the rejected release, when that is known.
+    """
+    store = hx_store.Store(__opts__)
+    state = store.get(hx_rollout.APPS, ro.app, {}) or {}
+    prev = state.get("warm") or {}
+    state.update(
+        live=live,
+        warm={"color": rejected, "version": prev.get("version") if prev.get("color") == rejected else None,
+              "until": time.time() + keep_warm},
+        updated=time.time(),
+    )
+    store.put(hx_rollout.APPS, ro.app, state)
+
+
 # -- public functions -----------------------------------------------------------
 
 
@@ -334,6 +405,11 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     break_lock
         Take over the app's deployment lock left by a dead run.
 
+    Numbers must be finite and within bounds (bake 0..86400 s, keep_warm
+    0..604800 s; docs/reference/bad-input.md): checked before the lease is
+    taken. Ctrl-C (SIGINT) or SIGTERM after the switch puts traffic back,
+    reads it back and records ``rolled_back`` before the process ends.
+
     Fires ``hx/deploy/<app>/<phase>`` for preflight, deploy, verify, switch,
     bake, rollback, rolled_back, warm and done.
 
@@ -347,46 +423,35 @@ def blue_green(app, version, bake=None, keep_warm=None, break_lock=False, **kwar
     try:
         cfg = _cfg(app)
         hx_releases.validate_version(version)
-        bake = _duration(dict(kwargs, bake=bake), "bake", cfg)
-        keep_warm = _duration(dict(kwargs, keep_warm=keep_warm), "keep_warm", cfg)
+        bake = _duration(bake, "bake", cfg)
+        keep_warm = _duration(keep_warm, "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
-    ro, store, token, refused = _begin(cfg, version, "blue_green", break_lock, kwargs)
-    if refused:
-        return refused
-    switched = False
-    live = None
-    try:
-        with _heartbeat(store, app, token):
-            live, idle, running = _install_and_verify(store, ro, token, lambda live, idle: f"deploying {version} to {idle}")
-            before = ro.lb_stats()
-            target = hx_apps.target_weights(cfg, idle)
-            ro.phase("switch", color=idle, weights=target)
-            switched = True
-            ro.set_weights(target, f"switch traffic to {idle}")
-            _say(f"switched: all traffic on {idle}; baking {bake}s")
-            ro.phase("bake", seconds=bake)
-            verdict = _bake(ro, idle, bake, before)
-            ro.record["bake"] = verdict
-            _remember(cfg, idle, live, running, keep_warm, ro.record)
-            ro.phase("warm", color=live, seconds=keep_warm)
-            record = ro.finish("succeeded")
-    except Exception as exc:  # pylint: disable=broad-except
-        # Whatever went wrong, traffic goes back to where it was and the
-        # record says why: it never stays "running" after this process.
-        reason = _failure_text(exc)
-        if switched:
-            try:
-                _restore(ro, live, reason)
-                record = ro.finish("rolled_back", reason)
-            except Exception as again:  # pylint: disable=broad-except
-                record = ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
-        else:
-            if ro.record.get("to_color"):
-                _park(ro, ro.record["to_color"])
-            record = ro.finish("failed", reason)
-    finally:
-        store.release(hx_rollout.LOCKS, app, token)
+    guard = hx_rollout.Guard()
+    with guard:
+        guard.hold()
+        ro, store, token, refused = _begin(cfg, version, "blue_green", break_lock, kwargs, guard)
+        if refused:
+            guard.let_go()
+            return refused
+        moved = {"live": None, "switched": False}
+        try:
+            with _heartbeat(store, app, token):
+                try:
+                    guard.let_go()  # a signal that came while the lease was taken is handled from here on
+                    record = _blue_green(store, ro, token, bake, keep_warm, moved)
+                except BaseException as exc:
+                    # Whatever went wrong, traffic goes back to where it was
+                    # and the record says why: it never stays "running" after
+                    # this process. Ctrl-C and SIGTERM included, re-raised once
+                    # traffic is back.
+                    with guard.settling():
+                        record = _unwind(ro, exc, moved, keep_warm)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            with guard.settling():
+                store.release(hx_rollout.LOCKS, app, token)
     ret = {
         "result": record["outcome"] == "succeeded",
         "outcome": record["outcome"],
@@ -426,7 +491,10 @@ def plan(app, version, strategy="blue_green", steps=None, step_interval=None, **
         hx_releases.validate_version(version)
         if strategy == "canary":
             conf = _canary_conf(cfg, steps, step_interval, kwargs)
-            keep_warm = _duration(dict(kwargs), "keep_warm", cfg)
+            keep_warm = _duration(kwargs.get("keep_warm"), "keep_warm", cfg)
+        else:
+            bake = _duration(kwargs.get("bake"), "bake", cfg)
+            keep_warm = _duration(kwargs.get("keep_warm"), "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
     if strategy == "canary":
@@ -445,10 +513,10 @@ def plan(app, version, strategy="blue_green", steps=None, step_interval=None, **
         f"deploy: hx_release.install app={app} version={version} slot={idle} on {hosts}",
         f"verify: {idle} answers healthy with {version} on every host (<= {cfg['deploy']['verify_timeout']}s)",
         f"switch on {', '.join(cfg['lbs'])}: raise {idle} to {cfg['deploy']['weight']}, then drain {live} to 0",
-        f"bake {cfg['deploy']['bake']}s: error rate < {cfg['deploy']['error_rate']}%, "
+        f"bake {bake}s: error rate < {cfg['deploy']['error_rate']}%, "
         f"response time < {cfg['deploy']['response_time']} ms, {idle} healthy",
         f"on failure after the switch: weights back to {back}",
-        f"keep {live} warm at weight 0 for {cfg['deploy']['keep_warm']}s, then stop it",
+        f"keep {live} warm at weight 0 for {keep_warm}s, then stop it",
     ]
     _say("\n".join(f"{n}. {s}" for n, s in enumerate(steps, 1)))
     return {
@@ -658,8 +726,12 @@ def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
 
     .. code-block:: bash
 
-        salt-run hx_deploy.history app=demo
+        salt-run hx_deploy.history app=demo limit=5
     """
+    try:
+        limit = _runner_number("limit", limit)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "outcome": "refused", "comment": str(exc)})
     store = hx_store.Store(__opts__)
     runs = [r for r in store.all(hx_rollout.RUNS).values() if r and (app is None or r.get("app") == app)]
     runs.sort(key=lambda r: r.get("started", 0), reverse=True)
@@ -678,7 +750,7 @@ def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
             "reason": r.get("reason"),
             "steps": _step_rows(r) if r.get("strategy") == "canary" else None,
         }
-        for r in runs[: int(limit)]
+        for r in runs[:limit]
     ]
     shown = [dict(r, reason=(r["reason"] or "")[:90]) for r in rows]
     for row in shown:
@@ -687,7 +759,50 @@ def history(app=None, limit=20, **kwargs):  # pylint: disable=unused-argument
                 f"{s['percent']}%:{s['verdict']}" for s in row["steps"]
             )
     _say(hx_fleet.render_table(("started", "app", "strategy", "version", "from", "to", "outcome", "duration", "reason"), shown))
-    return {"result": True, "deployments": rows, "records": {r["id"]: r for r in runs[: int(limit)]}}
+    return {"result": True, "deployments": rows, "records": {r["id"]: r for r in runs[:limit]}}
+
+
+def _rollback(store, ro):
+    """The steps of ``hx_deploy.rollback``: the previous color back, proven, then switched to."""
+    app, cfg = ro.app, ro.cfg
+    ro.phase("preflight")
+    live = ro.live_color()
+    back = hx_apps.other(live)
+    versions = ro.slot_versions()
+    good = ((store.get(hx_rollout.APPS, app) or {}).get("warm") or {}).get("version") or {}
+    # The idle color may hold a release that failed since (a rolled-back
+    # deployment leaves it there): go back to the last good version.
+    targets = {h: good.get(h) or (slots.get(back) or {}).get("link") for h, slots in versions.items()}
+    if not all(targets.values()):
+        raise hx_rollout.StepError(
+            f"no previous version known for {', '.join(h for h, v in targets.items() if not v)}"
+        )
+    ro.record.update(from_color=live, to_color=back, version=",".join(sorted(set(targets.values()))))
+    for host, version in sorted(targets.items()):
+        slot = versions[host].get(back) or {}
+        if slot.get("link") != version:
+            ro.phase("activate", color=back, host=host, version=version)
+            ro.call([host], "hx_release.activate", f"activate {version} in {back}",
+                    kwarg={"app": app, "version": version, "slot": back}, timeout=180)
+        elif slot.get("state") != "running":
+            ro.phase("start", color=back, host=host)
+            ro.call([host], "hx_service.start", f"start {back}", arg=[cfg["slots"][back]["service"]], timeout=120,
+                    kwarg={"owner": f"rollback {ro.record['id']}", "reason": "rollback to the warm color"})
+    ro.phase("verify", color=back)
+    ro.wait_color_healthy(back, None, cfg["deploy"]["verify_timeout"])
+    wrong = {h: (sl.get(back) or {}).get("running") for h, sl in ro.slot_versions().items()
+             if (sl.get(back) or {}).get("running") != targets[h]}
+    if wrong:
+        raise hx_rollout.StepError(f"{back} runs {wrong}, expected {targets}")
+    ro.wait_lb_up(back, cfg["deploy"]["verify_timeout"])
+    ro.phase("switch", color=back)
+    # From the switch on, a signal waits for the outcome to be recorded.
+    with ro.guard.settling():
+        ro.set_weights(hx_apps.target_weights(cfg, back), f"switch traffic back to {back}")
+        running = {h: (slots.get(live) or {}).get("running") for h, slots in versions.items()}
+        _remember(cfg, back, live, running, cfg["deploy"]["keep_warm"], ro.record)
+        ro.phase("warm", color=live, seconds=cfg["deploy"]["keep_warm"])
+        return ro.finish("succeeded")
 
 
 def rollback(app, break_lock=False, **kwargs):
@@ -706,50 +821,29 @@ def rollback(app, break_lock=False, **kwargs):
         cfg = _cfg(app)
     except ValueError as exc:
         return _refuse(str(exc), app=app)
-    ro, store, token, refused = _begin(cfg, None, "rollback", break_lock, kwargs)
-    if refused:
-        return refused
-    try:
-        ro.phase("preflight")
-        live = ro.live_color()
-        back = hx_apps.other(live)
-        versions = ro.slot_versions()
-        good = ((store.get(hx_rollout.APPS, app) or {}).get("warm") or {}).get("version") or {}
-        # The idle color may hold a release that failed since (a rolled-back
-        # deployment leaves it there): go back to the last good version.
-        targets = {h: good.get(h) or (slots.get(back) or {}).get("link") for h, slots in versions.items()}
-        if not all(targets.values()):
-            raise hx_rollout.StepError(
-                f"no previous version known for {', '.join(h for h, v in targets.items() if not v)}"
-            )
-        ro.record.update(from_color=live, to_color=back, version=",".join(sorted(set(targets.values()))))
-        for host, version in sorted(targets.items()):
-            slot = versions[host].get(back) or {}
-            if slot.get("link") != version:
-                ro.phase("activate", color=back, host=host, version=version)
-                ro.call([host], "hx_release.activate", f"activate {version} in {back}",
-                        kwarg={"app": app, "version": version, "slot": back}, timeout=180)
-            elif slot.get("state") != "running":
-                ro.phase("start", color=back, host=host)
-                ro.call([host], "hx_service.start", f"start {back}", arg=[cfg["slots"][back]["service"]], timeout=120,
-                        kwarg={"owner": f"rollback {ro.record['id']}", "reason": "rollback to the warm color"})
-        ro.phase("verify", color=back)
-        ro.wait_color_healthy(back, None, cfg["deploy"]["verify_timeout"])
-        wrong = {h: (sl.get(back) or {}).get("running") for h, sl in ro.slot_versions().items()
-                 if (sl.get(back) or {}).get("running") != targets[h]}
-        if wrong:
-            raise hx_rollout.StepError(f"{back} runs {wrong}, expected {targets}")
-        ro.wait_lb_up(back, cfg["deploy"]["verify_timeout"])
-        ro.phase("switch", color=back)
-        ro.set_weights(hx_apps.target_weights(cfg, back), f"switch traffic back to {back}")
-        running = {h: (slots.get(live) or {}).get("running") for h, slots in versions.items()}
-        _remember(cfg, back, live, running, cfg["deploy"]["keep_warm"], ro.record)
-        ro.phase("warm", color=live, seconds=cfg["deploy"]["keep_warm"])
-        record = ro.finish("succeeded")
-    except hx_rollout.StepError as exc:
-        record = ro.finish("failed", str(exc))
-    finally:
-        store.release(hx_rollout.LOCKS, app, token)
+    guard = hx_rollout.Guard()
+    with guard:
+        guard.hold()
+        ro, store, token, refused = _begin(cfg, None, "rollback", break_lock, kwargs, guard)
+        if refused:
+            guard.let_go()
+            return refused
+        try:
+            with _heartbeat(store, app, token):
+                try:
+                    guard.let_go()
+                    record = _rollback(store, ro)
+                except BaseException as exc:
+                    # Traffic moves only in the switch, which is never cut
+                    # short: whatever stops the run before it left traffic
+                    # where it was.
+                    with guard.settling():
+                        record = ro.finish("failed", _failure_text(exc))
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            with guard.settling():
+                store.release(hx_rollout.LOCKS, app, token)
     ret = {
         "result": record["outcome"] == "succeeded",
         "outcome": record["outcome"],
@@ -854,7 +948,7 @@ def _canary_conf(cfg, steps, step_interval, kwargs):
         )
     elif extra.get("canary_monitoring_time") is not None:
         raise ValueError("canary_monitoring_time: needs canary_traffic_percentage (or use steps/step_interval)")
-    return hx_canary.merge(cfg["canary"], overrides)
+    return hx_canary.merge(cfg["canary"], overrides, text=True)
 
 
 def _take_lock(store, app, record_id, user):
@@ -987,57 +1081,68 @@ def _one_step(store, ro, step, number):
 
 def _canary_rollback(store, ro, reason, outcome="rolled_back"):
     """Stable color back to full weight first, canary to 0, verified; the canary slot stays for cleanup."""
-    c = ro.record["canary"]
-    stable, canary = c["stable"], c["canary"]
-    ro.phase("rollback", color=stable, reason=reason, result="started")
-    _say(f"rolling back: traffic back to {stable} ({reason})")
-    try:
-        seen = ro.set_weights(hx_apps.target_weights(ro.cfg, stable), f"restore traffic to {stable}")
-    except Exception as again:  # pylint: disable=broad-except
-        c["state"] = "rollback_failed"
-        return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
-    c.update(state=outcome, percent=0, weights={"canary": 0, "stable": int(ro.cfg["deploy"]["weight"])})
-    ro.phase("rolled_back", color=stable, weights=seen)
-    state = store.get(hx_rollout.APPS, ro.app, {}) or {}
-    prev = state.get("warm") or {}
-    # The canary color holds the rejected release: cleanup stops it after
-    # keep_warm; a later rollback goes back to what that color held before.
-    state.update(
-        live=stable,
-        warm={"color": canary, "version": prev.get("version") if prev.get("color") == canary else None,
-              "until": time.time() + c["keep_warm"]},
-        updated=time.time(),
-    )
-    store.put(hx_rollout.APPS, ro.app, state)
-    return ro.finish(outcome, reason)
+    # Settling: a signal now waits for the stable color to be back and recorded.
+    with ro.guard.settling():
+        c = ro.record["canary"]
+        stable, canary = c["stable"], c["canary"]
+        ro.phase("rollback", color=stable, reason=reason, result="started")
+        _say(f"rolling back: traffic back to {stable} ({reason})")
+        try:
+            seen = ro.set_weights(hx_apps.target_weights(ro.cfg, stable), f"restore traffic to {stable}")
+        except Exception as again:  # pylint: disable=broad-except
+            c["state"] = "rollback_failed"
+            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
+        c.update(state=outcome, percent=0, weights={"canary": 0, "stable": int(ro.cfg["deploy"]["weight"])})
+        ro.phase("rolled_back", color=stable, weights=seen)
+        _rejected_warm(ro, stable, canary, c["keep_warm"])
+        return ro.finish(outcome, reason)
 
 
 def _canary_promote(store, ro, by=None):
-    c = ro.record["canary"]
-    canary, stable = c["canary"], c["stable"]
-    full = hx_apps.target_weights(ro.cfg, canary)
-    ro.phase("promote", color=canary, weights=full, by=by)
-    seen = ro.set_weights(full, f"promote {canary}")
-    c.update(state="promoted", percent=100, weights={"canary": int(ro.cfg["deploy"]["weight"]), "stable": 0})
-    _remember(ro.cfg, canary, stable, ro.record.get("previous_versions") or {}, c["keep_warm"], ro.record)
-    ro.phase("warm", color=stable, seconds=c["keep_warm"], weights=seen)
-    _say(f"promoted: all traffic on {canary}; {stable} kept warm {c['keep_warm']}s")
-    return ro.finish("succeeded")
+    # Settling: a promotion under way is finished and recorded before a signal ends the process.
+    with ro.guard.settling():
+        c = ro.record["canary"]
+        canary, stable = c["canary"], c["stable"]
+        full = hx_apps.target_weights(ro.cfg, canary)
+        ro.phase("promote", color=canary, weights=full, by=by)
+        seen = ro.set_weights(full, f"promote {canary}")
+        c.update(state="promoted", percent=100, weights={"canary": int(ro.cfg["deploy"]["weight"]), "stable": 0})
+        _remember(ro.cfg, canary, stable, ro.record.get("previous_versions") or {}, c["keep_warm"], ro.record)
+        ro.phase("warm", color=stable, seconds=c["keep_warm"], weights=seen)
+        _say(f"promoted: all traffic on {canary}; {stable} kept warm {c['keep_warm']}s")
+        return ro.finish("succeeded")
 
 
 def _canary_pause(store, ro, token, reason):
-    c = ro.record["canary"]
-    c.update(state="paused", paused_reason=reason, paused_at=time.time())
-    ro.record["outcome"] = "paused"
-    ro.phase("paused", step=c.get("current"), percent=c.get("percent"), reason=reason)
-    _mark_lock(store, ro.app, token, state="paused", pid=None, expires=None)
-    _say(f"paused at step {c.get('current')} ({c.get('percent')}%): {reason}; "
-         f"go on with hx_deploy.resume app={ro.app}, or hx_deploy.promote / hx_deploy.abort")
-    return ro.record
+    with ro.guard.settling():
+        c = ro.record["canary"]
+        c.update(state="paused", paused_reason=reason, paused_at=time.time())
+        ro.record["outcome"] = "paused"
+        ro.phase("paused", step=c.get("current"), percent=c.get("percent"), reason=reason)
+        _mark_lock(store, ro.app, token, state="paused", pid=None, expires=None)
+        _say(f"paused at step {c.get('current')} ({c.get('percent')}%): {reason}; "
+             f"go on with hx_deploy.resume app={ro.app}, or hx_deploy.promote / hx_deploy.abort")
+        return ro.record
 
 
 def _drive(store, ro, token):
-    """Run the remaining steps of a canary; returns the record (finished or paused)."""
+    """Run the remaining steps of a canary; returns the record (finished or paused).
+
+    Any error, Ctrl-C or SIGTERM on the way (an operator's promotion that
+    failed included) puts the stable color back, verified and recorded,
+    before a signal is raised again.
+    """
+    try:
+        return _steps(store, ro, token)
+    except BaseException as exc:
+        with ro.guard.settling():
+            record = _canary_rollback(store, ro, _failure_text(exc))
+        if not isinstance(exc, Exception):
+            raise
+        return record
+
+
+def _steps(store, ro, token):
     c = ro.record["canary"]
     conf = c["conf"]
     try:
@@ -1080,8 +1185,6 @@ def _drive(store, ro, token):
         if ctl.action == "promote":
             return _canary_promote(store, ro, by=who)
         return _canary_rollback(store, ro, f"aborted by {who}", outcome="aborted")
-    except Exception as exc:  # pylint: disable=broad-except
-        return _canary_rollback(store, ro, _failure_text(exc))
 
 
 def _canary_ret(record, ok=("succeeded", "paused")):
@@ -1146,6 +1249,11 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
     break_lock
         Take over the app's deployment lock left by a dead run.
 
+    Numbers must be finite and within bounds (docs/reference/bad-input.md):
+    checked before the lease is taken. Ctrl-C (SIGINT) or SIGTERM while a
+    step serves puts the stable color back, verified and recorded, before
+    the process ends.
+
     Fires ``hx/deploy/<app>/<phase>``: preflight, deploy, verify, shift and
     step (every step, with its figures and verdict), paused, resumed,
     promote, warm, rollback, rolled_back, done.
@@ -1162,19 +1270,24 @@ def canary(app, version, steps=None, step_interval=None, break_lock=False, **kwa
         cfg = _cfg(app)
         hx_releases.validate_version(version)
         conf = _canary_conf(cfg, steps, step_interval, kwargs)
-        keep_warm = _duration(dict(kwargs), "keep_warm", cfg)
+        keep_warm = _duration(kwargs.get("keep_warm"), "keep_warm", cfg)
     except ValueError as exc:
         return _refuse(str(exc), app=app, version=version)
-    ro, store, token, refused = _begin(cfg, version, "canary", break_lock, kwargs)
-    if refused:
-        return refused
-    record = None
-    try:
-        with _heartbeat(store, app, token):
-            record = _canary_run(store, ro, token, conf, keep_warm)
-    finally:
-        if record is None or record["outcome"] != "paused":
-            store.release(hx_rollout.LOCKS, app, token)
+    guard = hx_rollout.Guard()
+    with guard:
+        guard.hold()
+        ro, store, token, refused = _begin(cfg, version, "canary", break_lock, kwargs, guard)
+        if refused:
+            guard.let_go()
+            return refused
+        record = None
+        try:
+            with _heartbeat(store, app, token):
+                record = _canary_run(store, ro, token, conf, keep_warm)
+        finally:
+            with guard.settling():
+                if record is None or record["outcome"] != "paused":
+                    store.release(hx_rollout.LOCKS, app, token)
     return _canary_ret(record)
 
 
@@ -1182,6 +1295,7 @@ def _canary_run(store, ro, token, conf, keep_warm):
     """Install and verify the canary color, then drive its steps; the record, finished or paused."""
     version = ro.record["version"]
     try:
+        ro.guard.let_go()  # a signal that came while the lease was taken is handled from here on
         store.delete(hx_rollout.CONTROL, ro.app)
         ro.record["canary"] = {"conf": conf, "steps": conf["steps"], "index": 0, "results": [], "state": "deploying",
                                "keep_warm": keep_warm, "current": None, "percent": 0, "weights": None}
@@ -1191,8 +1305,13 @@ def _canary_run(store, ro, token, conf, keep_warm):
             return f"canary {version} on {idle}, steps {[s.get('percent', 'pause') for s in conf['steps']]}"
 
         _install_and_verify(store, ro, token, chosen)
-    except Exception as exc:  # pylint: disable=broad-except
-        return ro.finish("failed", _failure_text(exc))
+    except BaseException as exc:
+        # Nothing of the traffic moved yet.
+        with ro.guard.settling():
+            record = ro.finish("failed", _failure_text(exc))
+        if not isinstance(exc, Exception):
+            raise
+        return record
     ro.record["canary"]["state"] = "running"
     return _drive(store, ro, token)
 
@@ -1212,10 +1331,30 @@ def _alive(held):
     return hx_store.pid_alive(__opts__, held)
 
 
+def _take_over(store, ro, token, action, user):
+    """What ``action`` does to a paused or orphaned canary this run now holds; its record."""
+    store.delete(hx_rollout.CONTROL, ro.app)
+    ro.record["outcome"] = "running"
+    ro.record["canary"]["state"] = "running"
+    if action == "resume":
+        ro.phase("resumed", by=user, step=ro.record["canary"].get("current"))
+        with _heartbeat(store, ro.app, token):
+            return _drive(store, ro, token)
+    if action == "pause":  # an orphaned running canary: park it where it is
+        return _canary_pause(store, ro, token, f"paused by {user} (its run had died)")
+    if action == "promote":
+        try:
+            return _canary_promote(store, ro, by=user)
+        except Exception as exc:  # pylint: disable=broad-except
+            return _canary_rollback(store, ro, f"promotion failed: {_failure_text(exc)}")
+    return _canary_rollback(store, ro, f"aborted by {user}", outcome="aborted")
+
+
 def _act(app, action, kwargs, timeout=None):
     """pause/resume/promote/abort: on a paused (or orphaned) canary act here, else signal the running one."""
     try:
         cfg = _cfg(app)
+        timeout = 120 if timeout is None else _runner_number("timeout", timeout)
     except ValueError as exc:
         return _refuse(str(exc), app=app)
     store = hx_store.Store(__opts__)
@@ -1234,7 +1373,7 @@ def _act(app, action, kwargs, timeout=None):
                                             "at": time.time()})
         _say(f"{action} sent to the running canary {record['id']} (pid {held.get('pid')} on {held.get('master')})")
         want = ("paused",) if action == "pause" else ("succeeded", "rolled_back", "aborted", "rollback_failed", "failed")
-        deadline = time.monotonic() + float(timeout or 120)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             now = store.get(hx_rollout.RUNS, record["id"]) or {}
             if now.get("outcome") in want or now.get("outcome") not in ("running", None):
@@ -1242,38 +1381,36 @@ def _act(app, action, kwargs, timeout=None):
             time.sleep(0.25)
         return hx_runner.finish(__context__, {
             "result": False, "app": app, "deployment": record["id"],
-            "comment": f"{action} sent, but the canary did not act on it within {timeout or 120}s (still pending)"})
+            "comment": f"{action} sent, but the canary did not act on it within {timeout}s (still pending)"})
     if action == "pause":
         if paused:
             return _canary_ret(record, ok=OK_OUTCOMES[action])
-    token, _ = _take_lock(store, app, record["id"], user)
-    if not token:
-        return hx_runner.finish(__context__, {"result": False, "app": app,
-                                              "comment": f"could not take over the lock of {record['id']}"})
-    ro = hx_rollout.Rollout.resume(__opts__, cfg, record, progress=_say, user=user, jid=kwargs.get("__pub_jid"))
-    store.delete(hx_rollout.CONTROL, app)
-    result = None
-    try:
-        ro.record["outcome"] = "running"
-        ro.record["canary"]["state"] = "running"
-        if action == "resume":
-            ro.phase("resumed", by=user, step=ro.record["canary"].get("current"))
-        if action in ("resume", "pause"):
-            if action == "pause":  # an orphaned running canary: park it where it is
-                result = _canary_pause(store, ro, token, f"paused by {user} (its run had died)")
-            else:
-                with _heartbeat(store, app, token):
-                    result = _drive(store, ro, token)
-        elif action == "promote":
-            try:
-                result = _canary_promote(store, ro, by=user)
-            except Exception as exc:  # pylint: disable=broad-except
-                result = _canary_rollback(store, ro, f"promotion failed: {_failure_text(exc)}")
-        else:
-            result = _canary_rollback(store, ro, f"aborted by {user}", outcome="aborted")
-    finally:
-        if result is None or result["outcome"] != "paused":
-            store.release(hx_rollout.LOCKS, app, token)
+    guard = hx_rollout.Guard()
+    with guard:
+        guard.hold()
+        token, _ = _take_lock(store, app, record["id"], user)
+        if not token:
+            guard.let_go()
+            return hx_runner.finish(__context__, {"result": False, "app": app,
+                                                  "comment": f"could not take over the lock of {record['id']}"})
+        ro = hx_rollout.Rollout.resume(__opts__, cfg, record, progress=_say, user=user, jid=kwargs.get("__pub_jid"),
+                                       guard=guard)
+        result = None
+        try:
+            guard.let_go()
+            result = _take_over(store, ro, token, action, user)
+        except BaseException as exc:
+            # The canary's traffic had moved before this run took it over:
+            # whatever stops this run before it recorded an outcome puts the
+            # stable color back (a rollback or promotion recorded its own).
+            if ro.record.get("outcome") in ("running", None):
+                result = _canary_rollback(store, ro, _failure_text(exc))
+            if not isinstance(exc, Exception) or result is None:
+                raise
+        finally:
+            with guard.settling():
+                if result is None or result["outcome"] != "paused":
+                    store.release(hx_rollout.LOCKS, app, token)
     return _canary_ret(result, ok=OK_OUTCOMES[action])
 
 

@@ -842,6 +842,8 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
          + ("; EMERGENCY (window and backup checks bypassed, recorded)" if emergency else ""))
     try:
         _window(run_, hosts, emergency)
+        # Every host's numbers and settings are checked before the lease is taken.
+        cfgs = _settings(hosts)
         token = _lock(run_, break_lock)
     except Stop as exc:
         return _finish(run_, "refused", str(exc))
@@ -850,7 +852,6 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
     beat.__enter__()
     try:
         try:
-            cfgs = _settings(hosts)
             _backups(run_, hosts, cfgs, emergency)
             _apps_, facts = _prechecks(run_, hosts, cfgs, opts["services"])
         except Stop as exc:

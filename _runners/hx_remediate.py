@@ -47,6 +47,10 @@ ESCALATE_EVERY = 5.0  # s between escalate_due sweeps triggered by events
 _SWEEP = {"at": 0.0}
 _SWEEP_LOCK = threading.Lock()
 _LOCAL = threading.local()
+# Per reactor process (its runner threads share it): the service names each
+# minion declares, so a flood of invented names costs one pillar compile.
+_DECLARED_LOCK = threading.Lock()
+_DECLARED = {}  # minion -> (expires, frozenset of declared service names)
 
 
 def __virtual__():
@@ -328,7 +332,7 @@ def _handle(tag, data):
         ev = hx_remediation.parse_event(tag, data)
         signed = _verify_signature(ev, now, master_pol)
     except Rejected as exc:
-        named = hx_remediation.TAG_RE.match(tag) if isinstance(tag, str) else None
+        named = hx_remediation.TAG_RE.fullmatch(tag) if isinstance(tag, str) else None
         target = named["minion"] if named else None
         sender = data.get("id") if isinstance(data, dict) else None
         _audit("remediate.reject", target, "rejected", reason=str(exc), tag=tag, sender=sender)
@@ -336,6 +340,12 @@ def _handle(tag, data):
         log.warning("hx_remediate: rejected %s: %s", tag, exc)
         return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
 
+    if not signed:
+        try:
+            _check_declared(ev, now, master_pol)
+        except Rejected as exc:
+            _audit("remediate.reject", ev["minion"], "rejected", reason=str(exc), tag=tag)
+            return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
     minion, status = ev["minion"], _event_status(ev)
     key = _key(ev)
     stamps = {"beacon_ts": ev["payload"].get("ts"), "master_stamp": (data or {}).get("_stamp"), "handled": now}
@@ -359,6 +369,24 @@ def _handle(tag, data):
     finally:
         _sweep(d)
     return dict(ret, config_errors=notes) if notes else ret
+
+
+def _check_declared(ev, now, pol):
+    """Refuse a ``service`` event about a name the minion does not declare, from a cached list."""
+    if ev["source"] != "service":
+        return
+    minion = ev["minion"]
+    with _DECLARED_LOCK:
+        expires, names = _DECLARED.get(minion, (0.0, None))
+    if names is None or now >= expires:
+        try:
+            names = hx_remediation.declared_names(_hx(_pillar(minion), "services", {}))
+        except ValueError as exc:
+            raise Rejected(str(exc)) from exc
+        with _DECLARED_LOCK:
+            _DECLARED[minion] = (now + pol["declared_ttl"], names)
+    if ev["name"] not in names:
+        raise Rejected(f"service {ev['name']!r} is not declared in {minion}'s hx:services")
 
 
 def _handle_ok(d, ev, key, pol):

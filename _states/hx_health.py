@@ -19,6 +19,8 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import hx_numbers
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "hx_health"
@@ -71,12 +73,11 @@ def passing(name, checks=None, timeout=60, interval=2, allow_warning=False):
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     if isinstance(checks, str):
         checks = [checks]
-    for key, value in (("timeout", timeout), ("interval", interval)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            ret["comment"] = f"{key} must be a non-negative number, got {value!r}"
-            return ret
-    if interval <= 0:
-        ret["comment"] = f"interval must be greater than 0, got {interval!r}"
+    try:
+        timeout = hx_numbers.check("timeout", timeout, hx_numbers.HEALTH_WAIT["timeout"], text=True)
+        interval = hx_numbers.check("interval", interval, hx_numbers.HEALTH_WAIT["interval"], text=True)
+    except ValueError as exc:
+        ret["comment"] = str(exc)
         return ret
     accepted = "ok or warning" if allow_warning else "ok"
 

@@ -8,10 +8,11 @@ blue 8080, green 8081, ``/health``, error rate 5 %, response time 2000 ms.
 import re
 
 import hx_canary
+import hx_numbers
 import hx_releases
 
 COLORS = hx_releases.SLOTS
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 DEPLOY_DEFAULTS = {
     "weight": 100,  # weight of a live server
@@ -57,8 +58,6 @@ def validate(app, raw):
         if key not in DEPLOY_DEFAULTS:
             _fail(app, f"deploy.{key}", "unknown setting (allowed: " + ", ".join(sorted(DEPLOY_DEFAULTS)) + ")")
         deploy[key] = number(app, f"deploy.{key}", value)
-    if not 1 <= deploy["weight"] <= 256:
-        _fail(app, "deploy.weight", "must be 1..256")
     server = raw.get("server", "{host}_{color}")
     if "{host}" not in server or "{color}" not in server:
         _fail(app, "server", "template must contain {host} and {color}")
@@ -76,15 +75,16 @@ def validate(app, raw):
 
 
 def number(app, key, value):
-    """A non-negative int/float (bool is refused: YAML `yes` is no duration)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        _fail(app, key, f"must be a non-negative number, got {value!r}")
-    return value
+    """``deploy.<key>`` of ``app``'s pillar within its bounds (``hx_numbers.DEPLOY``)."""
+    try:
+        return hx_numbers.check(key, value, hx_numbers.DEPLOY[key.split(".")[-1]])
+    except ValueError as exc:
+        raise ValueError(f"hx:apps:{app}: {exc}") from None
 
 
 def lookup(apps, app):
     """The validated definition of ``app`` from the ``hx:apps`` mapping."""
-    if not isinstance(app, str) or not NAME_RE.match(app):
+    if not isinstance(app, str) or not NAME_RE.fullmatch(app):
         raise ValueError(f"app name {app!r} is not valid")
     if not isinstance(apps, dict) or app not in apps:
         known = ", ".join(sorted(apps)) if isinstance(apps, dict) and apps else "none"

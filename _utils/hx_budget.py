@@ -34,6 +34,8 @@ relapsed recoveries (since the last release) mean the service is flapping.
 
 import copy
 
+import hx_numbers
+
 DEFAULT_BUDGET = {"max": 3, "window": 900}
 DEFAULT_FLAP = {"count": 3, "window": 300}
 HISTORY_CAP = 100
@@ -42,8 +44,8 @@ QUARANTINE_REASONS = ("budget", "flapping")
 
 
 def _num(value, what, minimum=0, integer=False, strict=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+    if not hx_numbers.is_finite(value):
+        raise ValueError(f"{what} must be a number, got {hx_numbers.shown(value)}")
     if integer and int(value) != value:
         raise ValueError(f"{what} must be an integer, got {value!r}")
     if (value <= minimum) if strict else (value < minimum):

@@ -26,6 +26,8 @@ Pillar ``hx:apps:<app>:canary`` (every key optional)::
 """
 import math
 
+import hx_numbers
+
 MAX_WEIGHT = 256
 PAUSE = "pause"
 POLICIES = ("pause", "rollback", "repeat")
@@ -48,38 +50,30 @@ DEFAULTS = {
 LIMIT_KEYS = ("error_rate", "response_time", "error_margin", "latency_ratio", "latency_floor", "min_requests")
 
 
-def _number(key, value, low=0.0, high=None, integer=False, above=False):
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            raise ValueError(f"{key}: must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{key}: must be a number, got {value!r}")
-    if integer and value != int(value):
-        raise ValueError(f"{key}: must be a whole number, got {value!r}")
-    if value < low or (above and value == low):
-        raise ValueError(f"{key}: must be {'over' if above else 'at least'} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{key}: must be at most {high}, got {value!r}")
-    return int(value) if integer else value
+MAX_STEPS = 100
+_PERCENT_RANGE = "a percentage over 0 and at most 100"
+
+
+def _number(key, value, text=False):
+    """``key``'s value within its bounds (``hx_numbers.CANARY``; a step's ``interval`` for ``steps[n].interval``)."""
+    return hx_numbers.check(key, value, hx_numbers.CANARY[key.rsplit(".", 1)[-1]], text=text)
 
 
 def _percent(where, value):
+    number = value
     if isinstance(value, str):
-        text = value.strip().rstrip("%").strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{where}: {value!r} is neither a percentage nor \"pause\"") from None
-        value = int(value) if value == int(value) else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{where}: {value!r} is neither a percentage nor \"pause\"")
-    if value <= 0:
-        raise ValueError(f"{where}: {value!r} is not above 0 %")
-    if value > 100:
-        raise ValueError(f"{where}: {value!r} is over 100 %")
-    return value
+        number = hx_numbers.parse_text(value.strip().rstrip("%").strip())
+        if number is None:
+            raise ValueError(f"{where}: {hx_numbers.shown(value)} is neither a percentage nor \"pause\" "
+                             f"({_PERCENT_RANGE})")
+        number = int(number) if number == int(number) else number
+    if not hx_numbers.is_finite(number):
+        raise ValueError(f"{where}: {hx_numbers.shown(value)} is neither a percentage nor \"pause\" ({_PERCENT_RANGE})")
+    if number <= 0:
+        raise ValueError(f"{where}: {hx_numbers.shown(value)} is not above 0 %")
+    if number > 100:
+        raise ValueError(f"{where}: {hx_numbers.shown(value)} is over 100 %")
+    return number
 
 
 def parse_steps(steps):
@@ -95,7 +89,9 @@ def parse_steps(steps):
     if isinstance(steps, (int, float)) and not isinstance(steps, bool):
         steps = [steps]
     if not isinstance(steps, (list, tuple)):
-        raise ValueError(f"steps: must be a list of percentages, got {steps!r}")
+        raise ValueError(f"steps: must be a list of percentages, got {hx_numbers.shown(steps)}")
+    if len(steps) > MAX_STEPS:
+        raise ValueError(f"steps: at most {MAX_STEPS} steps, got {len(steps)}")
     out = []
     last = None
     for index, raw in enumerate(steps):
@@ -107,9 +103,9 @@ def parse_steps(steps):
         if isinstance(raw, dict):
             unknown = sorted(set(raw) - {"percent", "interval"})
             if unknown or "percent" not in raw:
-                raise ValueError(f"{where}: a mapping step takes percent and interval, got {raw!r}")
+                raise ValueError(f"{where}: a mapping step takes percent and interval, got {hx_numbers.shown(raw)}")
             if raw.get("interval") is not None:
-                interval = _number(f"{where}.interval", raw["interval"], above=True)
+                interval = _number(f"{where}.interval", raw["interval"])
             raw = raw["percent"]
         percent = _percent(where, raw)
         if last is not None and percent <= last:
@@ -121,7 +117,7 @@ def parse_steps(steps):
     return out
 
 
-def ansible_steps(percentage, monitoring_time):
+def ansible_steps(percentage, monitoring_time, text=True):
     """The Ansible framework's single canary step, as a step list.
 
     ``canary_traffic_percentage=20 canary_monitoring_time=900`` becomes
@@ -132,7 +128,7 @@ def ansible_steps(percentage, monitoring_time):
     percent = _percent("canary_traffic_percentage", percentage)
     step = {"percent": percent}
     if monitoring_time is not None:
-        step["interval"] = _number("canary_monitoring_time", monitoring_time, above=True)
+        step["interval"] = _number("canary_monitoring_time", monitoring_time, text=text)
     return [step] if percent == 100 else [step, 100]
 
 
@@ -190,8 +186,12 @@ def settings(app, raw):
         raise ValueError(f"hx:apps:{app}: canary.{exc}") from None
 
 
-def merge(base, overrides):
-    """``base`` settings with ``overrides`` (None values ignored), each checked for type and range."""
+def merge(base, overrides, text=False):
+    """``base`` settings with ``overrides`` (None values ignored), each checked for type and range.
+
+    ``text``: the overrides are command-line arguments (decimal strings
+    such as ``"1e3"`` accepted, see ``hx_numbers``); pillar values are not.
+    """
     out = dict(base)
     for key, value in overrides.items():
         if value is None:
@@ -199,19 +199,11 @@ def merge(base, overrides):
         if key == "steps":
             out[key] = parse_steps(value)
         elif key == "inconclusive":
-            if value not in POLICIES:
-                raise ValueError(f"inconclusive: must be one of {', '.join(POLICIES)}, got {value!r}")
+            if not isinstance(value, str) or value not in POLICIES:
+                raise ValueError(f"inconclusive: must be one of {', '.join(POLICIES)}, got {hx_numbers.shown(value)}")
             out[key] = value
-        elif key in ("step_interval", "sample_interval"):
-            out[key] = _number(key, value, above=True)
-        elif key == "success_threshold":
-            out[key] = _number(key, value, high=100)
-        elif key == "latency_ratio":
-            out[key] = _number(key, value, low=1.0)
-        elif key in ("min_requests", "max_repeats"):
-            out[key] = _number(key, value, integer=True)
         elif key in DEFAULTS:
-            out[key] = _number(key, value)
+            out[key] = _number(key, value, text=text)
         else:
             raise ValueError(f"{key}: unknown setting")
     if isinstance(out["steps"], list) and out["steps"] and not isinstance(out["steps"][0], dict):

@@ -14,6 +14,7 @@ Pure Python, no Salt import.
 import re
 from urllib.parse import urlsplit
 
+import hx_numbers
 import hx_thresholds
 
 WHERE = "hx:health:checks"
@@ -21,7 +22,7 @@ KINDS = ("system", "http", "tcp", "process")
 
 # Names become dict keys, flat "<check>:<metric>" keys and event tag parts
 # (salt/beacon/<minion>/hx_health/<check>), so ':' and '/' are excluded.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 MAX_TIMEOUT = 60
 DEFAULT_TIMEOUT = 3
@@ -75,8 +76,8 @@ def _number(ctx, check, key, default, low=0.0, high=None, low_inclusive=False):
     value = check.get(key, default)
     if value is None:
         return None
-    if not hx_thresholds.is_number(value):
-        ctx.fail(key, f"must be a number, got {value!r}")
+    if not hx_numbers.is_finite(value):
+        ctx.fail(key, f"must be a number, got {hx_numbers.shown(value)}")
     too_low = value < low if low_inclusive else value <= low
     if too_low or (high is not None and value > high):
         bound = ("[" if low_inclusive else "(") + f"{low:g}, " + (
@@ -141,8 +142,9 @@ def _http(ctx, check, response_time):
                 "expect_status",
                 f"must be an HTTP status code (100-599) or a list of them, got {expect!r}",
             )
-    warning_ms = _number(ctx, check, "warning_ms", response_time["warning"])
-    critical_ms = _number(ctx, check, "critical_ms", response_time["critical"])
+    ms = hx_numbers.THRESHOLDS["response_time"].high
+    warning_ms = _number(ctx, check, "warning_ms", response_time["warning"], high=ms)
+    critical_ms = _number(ctx, check, "critical_ms", response_time["critical"], high=ms)
     if warning_ms is not None and critical_ms is not None and warning_ms > critical_ms:
         ctx.fail("warning_ms", f"({warning_ms:g}) is greater than critical_ms ({critical_ms:g})")
     verify = check.get("verify_ssl", True)
@@ -207,7 +209,7 @@ def normalize(checks, response_time=None):
         raw_name = check.get("name")
         ctx = _Ctx(index, raw_name if isinstance(raw_name, str) else None)
         name = _string(ctx, check, "name", required=True)
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             ctx.fail("name", "may only contain letters, digits, '_', '.' and '-'")
         if name in seen:
             ctx.fail("name", f"duplicates {WHERE}[{seen[name]}]")

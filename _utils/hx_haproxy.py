@@ -20,7 +20,7 @@ STATES = ("ready", "drain", "maint")
 # HAProxy proxy/server names: letters, digits, and - _ . : (cfgparse's
 # invalid_char rule). Names travel inside runtime API command lines, so this
 # also keeps ';' and newlines (command separators) out.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 # show servers state: srv_op_state
 OP_STATES = {0: "DOWN", 1: "STARTING", 2: "UP", 3: "STOPPING"}
@@ -48,7 +48,7 @@ _TOTAL_FIELDS = ("scur", "stot", "hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx",
 
 def validate_name(kind, value):
     """A backend or server name, or ValueError naming ``kind``."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(f"{kind}: invalid name {value!r} (1-100 of letters, digits, - _ . :)")
     return value
 

@@ -46,7 +46,7 @@ DEFAULT_RULES = hx_inctypes.default_rules()
 RULE_KEYS = {"type", "status", "severity", "escalate"}
 DEFAULT_ESCALATION_TIMEOUT = 300.0
 TIMELINE_REPEAT_CAP = 10  # repeats beyond this are only counted
-ID_RE = re.compile(r"^INC-\d+-[A-Za-z0-9_.@-]+$")
+ID_RE = re.compile(r"INC-\d+-[A-Za-z0-9_.@-]+")
 
 
 # -- classification ---------------------------------------------------------
@@ -430,7 +430,7 @@ class Store:
 
     def ids(self):
         # list_() of a bank also returns its sub-banks ("open")
-        return sorted(k for k in (self.cache.list(BANK) or []) if ID_RE.match(k))
+        return sorted(k for k in (self.cache.list(BANK) or []) if ID_RE.fullmatch(k))
 
     def all(self):
         out = []

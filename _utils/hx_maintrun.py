@@ -12,6 +12,8 @@ import math
 import re
 import zoneinfo
 
+import hx_numbers
+
 CSV_HEADER = (
     "date",
     "hostname",
@@ -64,12 +66,9 @@ def names(key, value):
     return list(value)
 
 
-def _num(key, value, minimum=0, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        _fail(key, f"must be a number >= {minimum}, got {value!r}")
-    if integer and int(value) != value:
-        _fail(key, f"must be a whole number, got {value!r}")
-    return int(value) if integer else value
+def _num(key, value):
+    """``hx:maintenance:<key>`` within its bounds (``hx_numbers.MAINTENANCE``)."""
+    return hx_numbers.check(f"hx:maintenance:{key}", value, hx_numbers.MAINTENANCE[key])
 
 
 def _paths(key, value):
@@ -126,13 +125,13 @@ def settings(raw):
         zoneinfo.ZoneInfo(str(cfg["log_tz"]))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         _fail("log_tz", f"unknown time zone {cfg['log_tz']!r} (zoneinfo name like UTC or Europe/Berlin)")
-    cfg["log_max_bytes"] = _num("log_max_bytes", cfg["log_max_bytes"], minimum=1, integer=True)
+    cfg["log_max_bytes"] = _num("log_max_bytes", cfg["log_max_bytes"])
     cleanup = _sub("cleanup", cfg["cleanup"], CLEANUP_DEFAULTS) or dict(CLEANUP_DEFAULTS)
     cleanup["tmp_dirs"] = _paths("cleanup:tmp_dirs", cleanup["tmp_dirs"])
     for path in cleanup["tmp_dirs"]:
         if path.rstrip("/") in ("", "/usr", "/etc", "/var", "/home", "/root", "/boot", "/opt", "/srv", "/bin", "/lib"):
             _fail("cleanup:tmp_dirs", f"{path!r} is a system directory; name a temp directory")
-    cleanup["max_age_days"] = _num("cleanup:max_age_days", cleanup["max_age_days"], minimum=1)
+    cleanup["max_age_days"] = _num("cleanup:max_age_days", cleanup["max_age_days"])
     for key in ("logrotate", "logrotate_state"):
         if cleanup[key] is not None and (not isinstance(cleanup[key], str) or not cleanup[key].startswith("/")):
             _fail(f"cleanup:{key}", f"must be an absolute path, got {cleanup[key]!r}")
@@ -155,23 +154,21 @@ def settings(raw):
 # -- batches and the failure threshold ---------------------------------------------
 
 
+_BATCH = re.compile(r"([0-9]{1,9})(%?)")
+
+
 def batch_size(batch, total):
     """Hosts per batch from ``n`` or ``"n%"`` (rounded up, at least 1, at most ``total``)."""
-    if isinstance(batch, bool):
-        raise ValueError(f"batch: must be a number of hosts or a percentage like '25%', got {batch!r}")
-    text = str(batch).strip()
-    match = re.fullmatch(r"(\d+)(%?)", text)
+    hosts, share = hx_numbers.MAINT_RUNNER["batch"], hx_numbers.MAINT_RUNNER["batch%"]
+    match = None if isinstance(batch, bool) else _BATCH.fullmatch(str(batch).strip())
     if not match:
-        raise ValueError(f"batch: must be a number of hosts or a percentage like '25%', got {batch!r}")
-    value = int(match.group(1))
+        raise ValueError(f"batch: must be a number of hosts ({hx_numbers.span(hosts)}) or a percentage like "
+                         f"'25%' ({hx_numbers.span(share)}), got {hx_numbers.shown(batch)}")
     if match.group(2):
-        if not 0 < value <= 100:
-            raise ValueError(f"batch: a percentage must be 1%..100%, got {batch!r}")
+        value = hx_numbers.check("batch", int(match.group(1)), share)
         size = math.ceil(total * value / 100)
     else:
-        if value < 1:
-            raise ValueError(f"batch: must be at least 1, got {batch!r}")
-        size = value
+        size = hx_numbers.check("batch", int(match.group(1)), hosts)
     return max(1, min(size, total)) if total else 0
 
 
@@ -183,16 +180,9 @@ def batches(hosts, batch):
 
 
 def max_fail(value):
-    """``max_fail_percentage`` as a number 0..100 (ValueError names the argument)."""
-    if isinstance(value, bool):
-        raise ValueError(f"max_fail_percentage: must be 0..100, got {value!r}")
-    try:
-        number = float(str(value).strip().rstrip("%"))
-    except ValueError:
-        raise ValueError(f"max_fail_percentage: must be 0..100, got {value!r}") from None
-    if not 0 <= number <= 100 or math.isnan(number):
-        raise ValueError(f"max_fail_percentage: must be 0..100, got {value!r}")
-    return number
+    """``max_fail_percentage`` as a number 0..100 (``"25%"`` too; ValueError names the argument)."""
+    text = value.strip().rstrip("%").strip() if isinstance(value, str) else value
+    return hx_numbers.check("max_fail_percentage", text, hx_numbers.MAINT_RUNNER["max_fail_percentage"], text=True)
 
 
 def fail_exceeded(failed, total, max_fail_percentage):

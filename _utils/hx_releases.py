@@ -6,17 +6,16 @@ pillar, the key) so hx_release can turn it into a SaltInvocationError before
 anything is touched. Nothing here does I/O.
 """
 
-import posixpath
 import re
 
 SLOTS = ("blue", "green")
 MAX_VERSION_LEN = 64
 # Versions become directory names and appear in commands and URLs: a strict
 # semver-like shape with an optional suffix, nothing that could walk a path.
-VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?$")
-APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?")
+APP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ALGOS = {"sha256": 64, "sha512": 128}
-HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
+HEX_RE = re.compile(r"[0-9a-fA-F]+")
 
 DEFAULT_ROOT = "/srv/hx/apps"
 DEFAULT_KEEP = 5
@@ -115,34 +114,112 @@ def parse_sidecar(text, algo="sha256"):
 
 # --------------------------------------------------------------------------
 # tar members
+#
+# A release is regular files and directories. Links, devices and fifos are
+# refused outright rather than judged: whether a symlink target stays inside
+# the release depends on the links extracted before it, and that judgement is
+# what Python's own "data" filter gets wrong before 3.11.13 (CVE-2025-4517: a
+# chain of long symlinks makes os.path.realpath stop resolving, so a later
+# link walks out). hx_release writes the accepted members itself; see
+# _modules/hx_release.py.
+
+META_NAME = ".hx-release.json"  # written by hx_release into every release directory
+KINDS = ("file", "dir", "symlink", "hardlink", "chardev", "blockdev", "fifo", "other")
+_REFUSED_KINDS = {
+    "symlink": "a symlink",
+    "hardlink": "a hardlink",
+    "chardev": "a character device",
+    "blockdev": "a block device",
+    "fifo": "a fifo",
+    "other": "a special file",
+}
+_SHOWN = 120  # characters of a member name quoted in an error
+
+
+def member_kind(info):
+    """The kind (see KINDS) of a ``tarfile.TarInfo``-like object."""
+    for kind, test in (("file", "isreg"), ("dir", "isdir"), ("symlink", "issym"), ("hardlink", "islnk"),
+                       ("chardev", "ischr"), ("blockdev", "isblk"), ("fifo", "isfifo")):
+        if getattr(info, test)():
+            return kind
+    return "other"
+
+
+def _shown(name):
+    text = repr(name)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}...'"
 
 
 def check_member(name, kind, linkname=None):
     """
-    Whether a tar member may be extracted into a release directory.
+    Whether a tar member may be written into a release directory.
 
-    ``kind`` is file | dir | symlink | hardlink | other. Returns the
-    normalised relative path; raises ValueError naming the member when it is
-    absolute, climbs out with ``..``, is a device/fifo, or is a link whose
-    target leaves the release directory.
+    ``kind`` is one of KINDS. Returns the normalised relative path ('' for
+    the archive's own top directory ``./``); raises ValueError naming the
+    member when it is not a regular file or directory, or when its name is
+    absolute, holds a ``..`` component, a backslash, NUL or another control
+    character, or is the reserved ``.hx-release.json``.
     """
-    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
-        raise ValueError(f"unsafe member {name!r}: absolute or malformed path")
+    if kind in _REFUSED_KINDS:
+        target = f" to {_shown(linkname)}" if linkname else ""
+        raise ValueError(f"unsafe member {_shown(name)}: {_REFUSED_KINDS[kind]}{target}; "
+                         f"a release holds only regular files and directories")
+    if kind not in ("file", "dir"):
+        raise ValueError(f"unsafe member {_shown(name)}: unknown kind {kind!r}")
+    if not isinstance(name, str) or not name or name.startswith("/"):
+        raise ValueError(f"unsafe member {_shown(name)}: absolute or malformed path")
+    if "\\" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise ValueError(f"unsafe member {_shown(name)}: malformed path (backslash or control character)")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"unsafe member {name!r}: '..' in path")
+        raise ValueError(f"unsafe member {_shown(name)}: '..' in path")
     rel = "/".join(parts)
-    if kind == "other":
-        raise ValueError(f"unsafe member {name!r}: devices, fifos and other special files are not allowed")
-    if kind in ("symlink", "hardlink"):
-        if not linkname or linkname.startswith("/") or "\x00" in linkname:
-            raise ValueError(f"unsafe member {name!r}: link to absolute or empty target {linkname!r}")
-        # symlink targets are relative to the link's directory, hardlink targets to the archive root
-        base = posixpath.dirname(rel) if kind == "symlink" else ""
-        target = posixpath.normpath(posixpath.join(base, linkname))
-        if target == ".." or target.startswith("../"):
-            raise ValueError(f"unsafe member {name!r}: link target {linkname!r} escapes the release directory")
+    if not rel and kind == "file":
+        raise ValueError(f"unsafe member {_shown(name)}: a file without a name")
+    if rel == META_NAME:
+        raise ValueError(f"unsafe member {_shown(name)}: {META_NAME} is written by hx_release")
     return rel
+
+
+def safe_mode(mode, kind):
+    """A member's permission bits without setuid/setgid/sticky or group/world write.
+
+    The owner always keeps read (and write, and search for directories):
+    hx_release must be able to read, replace and delete what it installed.
+    """
+    mode = (mode or 0) & 0o755
+    return mode | (0o700 if kind == "dir" else 0o600)
+
+
+def plan_members(members):
+    """
+    Validate every member of an archive before anything is written.
+
+    ``members`` are ``tarfile.TarInfo``-like objects (``name``, ``linkname``,
+    ``mode``, ``isreg()``...). Returns ``[(rel, kind, mode, member)]`` with
+    kind ``file`` or ``dir`` and a safe mode; the first bad member raises
+    ValueError naming it. Also refused: two members with the same path
+    (tar would let the second overwrite the first) and a member below a file.
+    """
+    plan, seen = [], {}  # seen: rel -> "file" | "dir" (named, or implied by a member below it)
+    for member in members:
+        kind = member_kind(member)
+        rel = check_member(member.name, kind, getattr(member, "linkname", None))
+        if not rel:
+            continue  # "./": the release directory itself
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if seen.get(parent) == "file":
+                raise ValueError(f"unsafe member {_shown(member.name)}: {parent!r} is a file in the archive")
+            seen[parent] = "dir"
+        if seen.get(rel) == "file":
+            raise ValueError(f"unsafe member {_shown(member.name)}: {rel!r} appears twice in the archive")
+        if seen.get(rel) == "dir" and kind == "file":
+            raise ValueError(f"unsafe member {_shown(member.name)}: {rel!r} is a directory in the archive")
+        seen[rel] = kind
+        plan.append((rel, kind, safe_mode(member.mode, kind), member))
+    return plan
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import math
 import re
 
 import hx_inctypes
+import hx_numbers
 import hx_lease
 
 # Where each setting may come from (see docs/reference/hx_remediate.md):
@@ -20,6 +21,17 @@ DEFAULTS = {
     "require_signature": True,
     "unsigned_sources": ["service"],
     "max_event_age": 300,
+    # The reactor's gate (hx_gate) lets each minion named in a tag send
+    # ``unsigned_rate`` unsigned events per second (bursts of
+    # ``unsigned_burst``) and ``signed_rate``/``signed_burst`` events that
+    # carry a signature; the rest is dropped before a runner job exists.
+    # The names an unsigned hint may use are the minion's declared
+    # hx:services, cached for ``declared_ttl`` s (one compile per flood).
+    "unsigned_rate": 2.0,
+    "unsigned_burst": 20,
+    "signed_rate": 20.0,
+    "signed_burst": 200,
+    "declared_ttl": 60,
     "min_status": "critical",
     "actions": {
         "service_down": {"action": "recover"},
@@ -45,10 +57,11 @@ DEFAULTS = {
 }
 ACTIONS = ("recover", "state", "notify")
 # Security settings are the master's alone: a pillar override is refused.
-MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age")
+MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age", "unsigned_rate", "unsigned_burst",
+               "signed_rate", "signed_burst", "declared_ttl")
 STATUS_ORDER = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3, "config_error": 1}
 SOURCES = ("hx_health", "service")
-SLS_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+SLS_RE = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
 class Rejected(Exception):
@@ -68,12 +81,11 @@ def deep_merge(base, override):
     return out
 
 
-def _number(value, where, minimum=0.0, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ValueError(f"{where} must be a number >= {minimum:g}, got {value!r}")
-    if integer and int(value) != value:
-        raise ValueError(f"{where} must be an integer, got {value!r}")
-    return int(value) if integer else float(value)
+def _number(value, prefix, key):
+    """``key`` within its bounds (``hx_numbers.REMEDIATION``); the error names ``prefix:key``."""
+    b = hx_numbers.REMEDIATION[key]
+    number = hx_numbers.check(f"{prefix}:{key}", value, b)
+    return number if b.integer else float(number)
 
 
 def policy(*layers, pillar=None):
@@ -117,8 +129,9 @@ def validate(p, prefix="hx_remediation"):
         raise ValueError(f"{prefix}:maintenance must be configured, any or never")
     if p["min_status"] not in ("warning", "critical"):
         raise ValueError(f"{prefix}:min_status must be warning or critical")
-    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout"):
-        p[key] = _number(p[key], f"{prefix}:{key}", minimum=1)
+    for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_rate", "unsigned_burst",
+                "signed_rate", "signed_burst", "declared_ttl"):
+        p[key] = _number(p[key], prefix, key)
     if not isinstance(p["actions"], dict):
         raise ValueError(f"{prefix}:actions must be a mapping of incident type to action")
     for itype, spec in p["actions"].items():
@@ -133,22 +146,20 @@ def validate(p, prefix="hx_remediation"):
         if extra:
             raise ValueError(f"{where}: unknown key {extra[0]!r}")
         if spec["action"] == "state":
-            if not isinstance(spec.get("sls"), str) or not SLS_RE.match(spec["sls"]):
+            if not isinstance(spec.get("sls"), str) or not SLS_RE.fullmatch(spec["sls"]):
                 raise ValueError(f"{where}: sls must name an SLS like hx.cleanup.disk")
     budget = p["budget"]
     if not isinstance(budget, dict) or set(budget) - {"minion", "role"}:
         raise ValueError(f"{prefix}:budget must be a mapping with minion and role")
     minion = budget.get("minion") or {}
-    if set(minion) - {"max", "window"}:
+    if not isinstance(minion, dict) or set(minion) - {"max", "window"}:
         raise ValueError(f"{prefix}:budget:minion: only max and window are allowed")
-    minion["max"] = _number(minion.get("max", 5), f"{prefix}:budget:minion:max", 1, integer=True)
-    minion["window"] = _number(minion.get("window", 3600), f"{prefix}:budget:minion:window", 1)
+    minion["max"] = _number(minion.get("max", 5), prefix, "budget:minion:max")
+    minion["window"] = _number(minion.get("window", 3600), prefix, "budget:minion:window")
     role = budget.get("role") or {}
-    if set(role) - {"max_pct"}:
+    if not isinstance(role, dict) or set(role) - {"max_pct"}:
         raise ValueError(f"{prefix}:budget:role: only max_pct is allowed")
-    role["max_pct"] = _number(role.get("max_pct", 50), f"{prefix}:budget:role:max_pct", 1)
-    if role["max_pct"] > 100:
-        raise ValueError(f"{prefix}:budget:role:max_pct must be <= 100")
+    role["max_pct"] = _number(role.get("max_pct", 50), prefix, "budget:role:max_pct")
     budget["minion"], budget["role"] = minion, role
     return p
 
@@ -160,7 +171,7 @@ def action_for(p, incident_type):
 
 # -- events -----------------------------------------------------------------
 
-TAG_RE = re.compile(r"^salt/beacon/(?P<minion>[^/]+)/(?P<source>[^/]+)/(?P<name>.*)$")
+TAG_RE = re.compile(r"salt/beacon/(?P<minion>[^/]+)/(?P<source>[^/]+)/(?P<name>.*)")
 
 
 def parse_event(tag, data):
@@ -178,7 +189,7 @@ def parse_event(tag, data):
     """
     if not isinstance(tag, str):
         raise Rejected("tag is not a string")
-    m = TAG_RE.match(tag)
+    m = TAG_RE.fullmatch(tag)
     if not m:
         raise Rejected(f"tag {tag!r} is not salt/beacon/<minion>/<source>/<name>")
     if not isinstance(data, dict):
@@ -278,6 +289,41 @@ def check_facts(name, kind=None, services=None):
             return {"check": name, "type": "service", "resource": svc, "service": svc}
     kind_type = {"http": "endpoint_failure", "tcp": "endpoint_failure", "process": "process_down"}
     return {"check": name, "type": kind_type.get(kind, "unknown"), "resource": None, "service": None}
+
+
+def admit(bucket, now, rate, burst):
+    """Token bucket of one sender's unsigned events: ``(admitted, bucket)``.
+
+    ``bucket`` is ``(tokens, at)`` from the previous call, or None for a
+    sender not seen yet (it starts full).
+    """
+    tokens, at = bucket if bucket else (float(burst), now)
+    tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+    if tokens >= 1.0:
+        return True, (tokens - 1.0, now)
+    return False, (tokens, now)
+
+
+def gate_sender(tag, data):
+    """``(minion named in the tag, carries a signature)`` for the reactor's gate, or None.
+
+    Only the shape is read here; whether the signature verifies is the
+    runner's business (the gate only chooses which bucket pays).
+    """
+    m = TAG_RE.match(tag) if isinstance(tag, str) else None
+    if not m:
+        return None
+    payload = data.get("data") if isinstance(data, dict) and data.get("cmd") == "_minion_event" else data
+    return m["minion"], isinstance(payload, dict) and "sig" in payload
+
+
+def declared_names(services):
+    """Every name a built-in ``service`` beacon event may use for a minion's hx:services."""
+    names = set()
+    for svc, spec in (services or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        names.update(n for n in (svc, spec.get("unit"), spec.get("program")) if isinstance(n, str))
+    return frozenset(names)
 
 
 def service_for(services, name):

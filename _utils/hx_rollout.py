@@ -5,7 +5,10 @@ Used by the ``hx_deploy`` runner for blue-green and canary deployments.
 Every phase fires ``hx/deploy/<app>/<phase>``, is written to the audit log
 and saved in the deployment record (``salt.cache`` bank ``hx/deploy/runs``).
 """
+import contextlib
 import logging
+import signal
+import threading
 import time
 import uuid
 
@@ -27,6 +30,109 @@ class StepError(Exception):
     """A rollout step failed; the message names the minions and the cause."""
 
 
+class Interrupted(SystemExit):
+    """SIGINT (an operator's Ctrl-C) or SIGTERM reached a rollout.
+
+    A ``SystemExit``, as salt-run's own handlers raise: Salt's runner client
+    reports it as the job's failure instead of losing the job's return.
+    """
+
+    def __init__(self, signum):
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
+        self.signame = signal.Signals(signum).name
+
+    def __str__(self):
+        return f"interrupted by {self.signame}"
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Guard:
+    """SIGINT/SIGTERM as :class:`Interrupted` while a rollout runs, held back while traffic moves.
+
+    ``with guard:`` installs the handlers (only in the main thread: signals
+    reach no other) and puts the previous ones back at the end.
+
+    ``with guard.held():`` around a weight change and its read back: a
+    signal waits until the block is done, then is raised, so traffic is
+    never left half-moved (the minion would go on applying the weights
+    while a restore ran beside it).
+
+    ``with guard.settling():`` once the run knows its outcome (restoring
+    traffic, recording the result, releasing the lease): from then on a
+    signal no longer interrupts anything; it is raised when the run leaves
+    ``with guard:``, after the outcome is recorded and the lease released.
+
+    Only the first signal is raised; the run is then on its way out,
+    restoring what it moved, and later ones are logged and ignored.
+    """
+
+    def __init__(self):
+        self.pending = None
+        self.raised = None
+        self.settled = False
+        self._depth = 0
+        self._previous = {}
+
+    def _handler(self, signum, _frame):
+        if self._depth or self.raised or self.settled:
+            self.pending = self.pending or signum
+            log.warning("hx_rollout: %s held back until traffic is settled", signal.Signals(signum).name)
+            return
+        self._raise(signum)
+
+    def _raise(self, signum):
+        self.pending = None
+        self.raised = signum
+        raise Interrupted(signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in INTERRUPTS:
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, exc_type, *_exc):
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous = {}
+        if exc_type is None and self.pending and not self.raised:
+            self._raise(self.pending)
+        return False
+
+    def hold(self):
+        self._depth += 1
+
+    def let_go(self):
+        """End one ``hold``; a signal that came meanwhile is raised now (unless the run is settling)."""
+        self._depth -= 1
+        if self._depth == 0 and self.pending and not self.raised and not self.settled:
+            self._raise(self.pending)
+
+    @contextlib.contextmanager
+    def held(self):
+        self.hold()
+        try:
+            yield self
+        except BaseException:
+            # The block's own exception goes on; a pending signal waits
+            # for the next let_go or the end of the run.
+            self._depth -= 1
+            raise
+        self.let_go()
+
+    @contextlib.contextmanager
+    def settling(self):
+        self.settled = True
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+
+
 def check_returns(what, outcome, allow_missing=False):
     """Raise StepError unless every targeted minion answered without error."""
     problems = []
@@ -44,8 +150,9 @@ def check_returns(what, outcome, allow_missing=False):
 
 
 class Rollout:
-    def __init__(self, opts, cfg, version, strategy, progress=None, user=None, jid=None):
+    def __init__(self, opts, cfg, version, strategy, progress=None, user=None, jid=None, guard=None):
         self.opts = opts
+        self.guard = guard or Guard()
         self.cfg = cfg
         self.app = cfg["app"]
         self.store = hx_store.Store(opts)
@@ -67,9 +174,10 @@ class Rollout:
         }
 
     @classmethod
-    def resume(cls, opts, cfg, record, progress=None, user=None, jid=None):
+    def resume(cls, opts, cfg, record, progress=None, user=None, jid=None, guard=None):
         """Go on with a saved deployment record (a paused canary) in this process."""
-        ro = cls(opts, cfg, record.get("version"), record.get("strategy"), progress=progress, user=user, jid=jid)
+        ro = cls(opts, cfg, record.get("version"), record.get("strategy"), progress=progress, user=user, jid=jid,
+                 guard=guard)
         ro.record = record
         ro.started = record.get("started", ro.started)
         if user:
@@ -164,7 +272,15 @@ class Rollout:
             time.sleep(0.5)
 
     def set_weights(self, weights, what):
-        """Apply ``weights`` on every LB (raise-first order is hx_traffic's), then read back."""
+        """Apply ``weights`` on every LB (raise-first order is hx_traffic's), then read back.
+
+        A signal waits until the weights are read back: interrupted half-way,
+        the minion would go on applying them while the restore ran beside it.
+        """
+        with self.guard.held():
+            return self._set_weights(weights, what)
+
+    def _set_weights(self, weights, what):
         self.lbs("hx_traffic.weights", what, arg=[self.cfg["backend"], weights])
         seen = self.lb_weights()
         wrong = {

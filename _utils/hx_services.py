@@ -9,12 +9,13 @@ import re
 
 import hx_budget
 import hx_deps
+import hx_numbers
 
 PROVIDERS = ("supervisord", "systemd")
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_START_TIMEOUT = 30.0
 # Service names travel in comma lists and event tags: keep them tag-safe.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 
 _STR_KEYS = ("provider", "program", "unit", "supervisor_conf", "bin_env", "reload_signal")
 _NUM_KEYS = ("stop_timeout", "start_timeout")
@@ -40,7 +41,7 @@ def _str_list(name, key, value):
 
 def validate_service(name, raw):
     """One service entry -> normalised dict with defaults filled in."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValueError(f"hx:services: bad service name {name!r} (letters, digits, _ . @ -)")
     if raw is None:
         raw = {}
@@ -61,7 +62,7 @@ def validate_service(name, raw):
     svc["unit"] = svc["unit"] or name
     for key, default in (("stop_timeout", DEFAULT_STOP_TIMEOUT), ("start_timeout", DEFAULT_START_TIMEOUT)):
         val = raw.get(key, default)
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
+        if not hx_numbers.is_finite(val) or val <= 0:
             raise _err(name, key, f"must be a number of seconds > 0, got {val!r}")
         svc[key] = float(val)
     for key in _LIST_KEYS:

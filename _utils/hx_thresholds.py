@@ -16,6 +16,8 @@ import copy
 import math
 import numbers
 
+import hx_numbers
+
 OK = "ok"
 WARNING = "warning"
 CRITICAL = "critical"
@@ -95,11 +97,11 @@ def _validate_layer(layer, where):
                     f"{where}.{metric}: unknown key {tier!r} (allowed: warning, critical)"
                 )
             # None disables a tier (e.g. no warning for response_time).
-            if value is not None and (not is_number(value) or value < 0):
-                raise ValueError(
-                    f"{where}.{metric}.{tier}: must be a non-negative number "
-                    f"or null, got {value!r}"
-                )
+            if value is not None:
+                try:
+                    hx_numbers.check(f"{where}.{metric}.{tier}", value, hx_numbers.THRESHOLDS[metric])
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (or null: no {tier} tier)") from None
     return layer
 
 

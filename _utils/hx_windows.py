@@ -32,8 +32,8 @@ _FULL_DAYS = {
     "friday": "fri", "saturday": "sat", "sunday": "sun",
 }
 DEFAULT_WINDOW = {"name": "default", "start": "02:00", "end": "06:00", "tz": "UTC", "days": list(DAYS)}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_HHMM = re.compile(r"^([0-9]{2}):([0-9]{2})$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_HHMM = re.compile(r"([0-9]{2}):([0-9]{2})")
 _WINDOW_KEYS = {"name", "start", "end", "tz", "days"}
 _BLACKOUT_KEYS = {"from", "to", "reason"}
 # How far ahead next_open looks: a year of blackouts still finds the next window.
@@ -54,7 +54,7 @@ def parse_hhmm(value, where, allow_24=False):
         )
     if not isinstance(value, str):
         raise ValueError(f"{where}: must be a string 'HH:MM', got {value!r}")
-    match = _HHMM.match(value.strip())
+    match = _HHMM.fullmatch(value.strip())
     if not match:
         raise ValueError(f"{where}: must be 'HH:MM' (two digits each, 24-hour clock), got {value!r}")
     hours, minutes = int(match.group(1), 10), int(match.group(2), 10)
@@ -134,7 +134,7 @@ def validate_window(raw, index):
     if not isinstance(raw, dict):
         raise ValueError(f"{label}: must be a mapping with name/start/end, got {raw!r}")
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValueError(f"{label}:name: must be a name of letters, digits, _ . - (got {name!r})")
     label = f"hx:maintenance:windows:{name}"
     unknown = sorted(set(raw) - _WINDOW_KEYS)

@@ -301,13 +301,17 @@ def test_system_thresholds_pillar_then_argument(set_pillar, loaders):
     set_pillar({"thresholds": {"cpu": {"warning": 0, "critical": 0}}})
     mod = loaders.modules.hx_health
     assert mod.system()["metrics"]["cpu"]["status"] == "critical"  # value >= 0 always
-    relaxed = mod.system(thresholds={"cpu": {"warning": 1000, "critical": 1000}})
+    relaxed = mod.system(thresholds={"cpu": {"warning": None, "critical": None}})
     assert relaxed["metrics"]["cpu"]["status"] == "ok"
 
 
-def test_system_bad_thresholds(mod):
-    with pytest.raises(SaltInvocationError, match="cpux"):
-        mod.system(thresholds={"cpux": {"critical": 1}})
+@pytest.mark.parametrize("thresholds, key", [({"cpux": {"critical": 1}}, "cpux"),
+                                             ({"cpu": {"critical": float("inf")}}, "cpu.critical"),
+                                             ({"load": {"warning": float("nan")}}, "load.warning"),
+                                             ({"disk": {"critical": 101}}, "disk.critical")])
+def test_system_bad_thresholds(mod, thresholds, key):
+    with pytest.raises(SaltInvocationError, match=key):
+        mod.system(thresholds=thresholds)
 
 
 def test_real_mounts_filter(loaders):
@@ -534,11 +538,15 @@ def test_passing_unknown_check_fails_without_waiting(set_pillar, loaders, server
     assert "nope" in ret["comment"]
 
 
-@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"interval": 0}, {"timeout": "soon"}])
+@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"interval": 0}, {"timeout": "soon"},
+                                    {"timeout": float("inf")}, {"interval": float("nan")}, {"timeout": 1e12},
+                                    {"timeout": True}])
 def test_passing_bad_arguments(loaders, kwargs):
+    start = time.monotonic()
     ret = _state(loaders, **kwargs)
-    assert ret["result"] is False
-    assert list(kwargs)[0] in ret["comment"]
+    assert time.monotonic() - start < 5  # refused, not waited on
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith(f"{list(kwargs)[0]}: must be a number"), ret["comment"]
 
 
 def test_history_file_is_json_lines(mod, history_path):

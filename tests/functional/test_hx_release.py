@@ -13,6 +13,7 @@ tests/integration/test_release.py.
 """
 
 import copy
+import errno
 import functools
 import hashlib
 import http.server
@@ -21,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import threading
@@ -32,6 +34,7 @@ import requests
 import salt.config
 import salt.loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+from tests.support import evil_tar
 from tests.support.httpserver import free_port
 from tests.support.supervisor import Supervisor
 from tests.support.wait import wait_for
@@ -344,7 +347,7 @@ def test_http_source_without_any_checksum_is_refused(minion, root, fileserver):
 @pytest.mark.parametrize("version, match", [
     ("6.6.6", r"unsafe member '\.\./evil'"),
     ("6.6.7", "absolute"),
-    ("6.6.8", "escapes the release directory"),
+    ("6.6.8", r"unsafe member 'link': a symlink to '\.\./\.\./\.\./\.\./evil-target'"),
 ])
 def test_malicious_tarball_rejected(minion, root, artifacts, version, match):
     m = minion()
@@ -355,6 +358,81 @@ def test_malicious_tarball_rejected(minion, root, artifacts, version, match):
     assert [n for n in os.listdir(releases) if not n.startswith(".downloads")] == []
     assert not os.path.lexists(root / "demo" / "evil") and not os.path.lexists(root / "demo" / "blue")
     assert not os.path.lexists(artifacts["dir"] / "abs-evil")
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """What a crafted archive aims at: must stay exactly as it is."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    (path / "target").write_bytes(b"keep\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", evil_tar.KINDS)
+def test_crafted_archive_refused_naming_the_member_and_nothing_written(minion, root, artifacts, outside, kind):
+    version = f"6.7.{evil_tar.KINDS.index(kind)}"
+    releases = root / "demo" / "releases"
+    # the staging directory hx_release extracts into: releases/.incoming-<version>-XXXXXXXX
+    dest_len = len(str(releases)) + len(f"/.incoming-{version}-") + 8
+    digest, refused = evil_tar.build(str(artifacts["dir"] / f"demo-{version}.tar.gz"), kind, str(outside), dest_len)
+    m = minion()
+    with pytest.raises(CommandExecutionError) as err:
+        m.install("demo", version, "blue", restart=False, checksum=digest)
+    # long names are shortened in the message; their first characters still say which member it was
+    assert f"rejected, unsafe member {repr(refused)[:60]}" in str(err.value), err.value
+    assert "nothing changed" in str(err.value)
+    assert sorted(os.listdir(outside)) == ["target"] and (outside / "target").read_bytes() == b"keep\n"
+    assert sorted(os.listdir(releases)) == [".downloads"] and os.listdir(releases / ".downloads") == []
+    assert sorted(os.listdir(root / "demo")) == [".hx-release.lock", "releases"]
+    assert m.releases("demo") == []
+
+
+def test_writer_never_follows_a_link_already_on_disk(minion, tmp_path, outside):
+    """Behind plan_members: a link or file planted in the staging directory (a race) is never written through."""
+    writer = minion().mods["hx_release.install"].func.__globals__
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "sub").symlink_to(outside)
+    (staging / "f").symlink_to(outside / "target")
+    (staging / "plain").write_bytes(b"")
+    fd = os.open(staging, writer["_DIR_FLAGS"])
+    try:
+        with pytest.raises(OSError) as loop:
+            writer["_open_dir"](fd, ["sub"])
+        # Linux answers ENOTDIR for O_DIRECTORY|O_NOFOLLOW on a symlink, others ELOOP: refused either way
+        assert loop.value.errno in (errno.ELOOP, errno.ENOTDIR)
+        with pytest.raises(OSError) as notdir:
+            writer["_open_dir"](fd, ["plain", "x"])
+        assert notdir.value.errno == errno.ENOTDIR
+        with pytest.raises(FileExistsError):
+            writer["_write_new"](fd, "f", b"pwned\n", 0o644)
+        with pytest.raises(OSError):
+            writer["_open_dir"](fd, [".."])
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(outside)) == ["target"] and (outside / "target").read_bytes() == b"keep\n"
+
+
+def test_extracted_modes_are_sane(minion, root, artifacts):
+    """setuid/setgid/sticky and group/world write never reach the disk; mtimes are kept."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, kind, mode in (("bin", tarfile.DIRTYPE, 0o1777), ("bin/tool", tarfile.REGTYPE, 0o6777),
+                                 ("ro", tarfile.REGTYPE, 0o400), ("VERSION", tarfile.REGTYPE, 0o666)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = kind, mode, 946684800
+            data = b"" if kind == tarfile.DIRTYPE else b"x\n"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    path = artifacts["dir"] / "demo-6.8.0.tar.gz"
+    path.write_bytes(raw.getvalue())
+    m = minion()
+    m.install("demo", "6.8.0", "blue", restart=False, checksum=sha256(str(path)))
+    rel = root / "demo" / "releases" / "6.8.0"
+    modes = {n: stat.S_IMODE(os.lstat(rel / n).st_mode) for n in ("bin", "bin/tool", "ro", "VERSION", ".")}
+    assert modes == {"bin": 0o755, "bin/tool": 0o755, "ro": 0o600, "VERSION": 0o644, ".": 0o755}, modes
+    assert os.stat(rel / "bin" / "tool").st_mtime == 946684800
 
 
 def test_failed_restart_leaves_slot_on_new_release_and_activate_goes_back(minion, root, ports):

@@ -6,6 +6,8 @@ canary served is taken from HAProxy's own counters (the step figures) and
 cross-checked against what the load generator saw (``X-App-Version``).
 """
 import math
+import signal
+import subprocess
 import threading
 import time
 
@@ -262,7 +264,7 @@ def test_bad_steps_and_limits_change_nothing(fleet):
         (["steps=[50, 20]"], "steps[1]: 20 % does not increase on the step before it (50 %)"),
         (["steps=[10, 150]"], "steps[1]: 150 is over 100 %"),
         (["steps=[10, soon]"], "steps[1]: 'soon' is neither a percentage nor"),
-        (["error_rate=abc"], "error_rate: must be a number, got 'abc'"),
+        (["error_rate=abc"], "error_rate: must be a number from 0 to 100 %, got 'abc'"),
         (["steps=[10]", "canary_traffic_percentage=20"], "give either steps or canary_traffic_percentage"),
     ]
     for args, message in cases:
@@ -275,7 +277,7 @@ def test_bad_steps_and_limits_change_nothing(fleet):
         bad = canary(fleet, "1.2.0")
     finally:
         fleet.set_pillar()
-    assert bad.returncode != 0 and "canary.error_rate: must be a number, got 'high'" in bad.data["comment"]
+    assert bad.returncode != 0 and "canary.error_rate: must be a number from 0 to 100 %, got 'high'" in bad.data["comment"]
     assert fleet.weights() == weights
     assert status(fleet)["running"] is None
 
@@ -356,5 +358,91 @@ def test_paused_canary_survives_a_master_restart_and_abort_works(fleet, master, 
         result = load.stop()
     assert result["failed"] == 0, result
     assert colors(fleet) == {idle: 0, stable: 100}
+    state = status(fleet)
+    assert state["running"] is None and state["live"] == stable
+
+
+CANARY_BAD_NUMBERS = [
+    (["step_interval=inf"], "step_interval: must be a number over 0 and at most 86400 s, got 'inf'"),
+    (["step_interval=.inf"], "step_interval: must be a number over 0 and at most 86400 s, got inf"),
+    (["sample_interval=.nan"], "sample_interval: must be a number over 0 and at most 3600 s, got nan"),
+    (["min_requests=True"], "min_requests: must be a whole number from 0 to 1000000000, got True"),
+    (["error_rate=-1"], "error_rate: must be a number from 0 to 100 %, got -1"),
+    (["max_repeats=1e12"], "max_repeats: must be a whole number from 0 to 100, got '1e12'"),
+    (["keep_warm=1e12"], "keep_warm: must be a number from 0 to 604800 s, got '1e12'"),
+    (['steps=[{"percent": 10, "interval": .inf}, 100]'],
+     "steps[0].interval: must be a number over 0 and at most 86400 s, got inf"),
+    (["canary_traffic_percentage=20", "canary_monitoring_time=.inf"],
+     "canary_monitoring_time: must be a number over 0 and at most 86400 s, got inf"),
+    (["canary_traffic_percentage=.nan"], "canary_traffic_percentage: nan is neither a percentage nor"),
+]
+
+
+def test_non_finite_and_out_of_range_canary_numbers_change_nothing(fleet):
+    """inf/nan/huge/bool/negative canary arguments and pillar keys: refused naming the key and its range
+    before the lease; weights, records, the lease and the slots' services as they were, no failed request."""
+    weights = fleet.weights()
+
+    def view():
+        records = sorted(fleet.run.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
+        state = status(fleet)
+        return records, state["running"], {h: {c: (sl or {}).get("state") for c, sl in slots.items()}
+                                           for h, slots in state["versions"].items()}
+
+    before = view()
+    load = fleet.load(rate=300, threads=8)
+    try:
+        for args, message in CANARY_BAD_NUMBERS:
+            ret = canary(fleet, "1.3.0", *args)
+            assert ret.returncode != 0 and ret.data["outcome"] == "refused", (args, ret.stdout)
+            assert ret.data["comment"].startswith(message), (args, ret.data["comment"])
+        fleet.set_pillar(master_app=fleet.app(canary=dict(CANARY, step_interval=float("inf"))))
+        try:
+            bad = canary(fleet, "1.3.0")
+        finally:
+            fleet.set_pillar()
+        assert bad.returncode != 0 and bad.data["comment"] == (
+            "hx:apps:demo: canary.step_interval: must be a number over 0 and at most 86400 s, got inf")
+    finally:
+        result = load.stop()
+    assert result["failed"] == 0, result
+    assert fleet.weights() == weights
+    assert view() == before
+
+
+def test_ctrl_c_of_a_running_canary_puts_the_stable_color_back(fleet, event_listener, master, tmp_path):
+    """SIGINT (an operator's Ctrl-C) to ``salt-run hx_deploy.canary`` while its first step serves: the stable
+    color back at full weight (read back), the record rolled back with the reason, the lease released."""
+    stable = fleet.live()
+    load = fleet.load(rate=300, threads=8)
+    since = time.time()
+    with open(tmp_path / "salt-run.out", "w+", encoding="utf-8") as out:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            fleet.run.cmdline("hx_deploy.canary", "app=demo", "version=1.2.0", "steps=[25, 100]",
+                              "step_interval=300"), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/shift")], timeout=120,
+                                                    after_time=since)
+            assert events.found_all_events, "the canary never shifted traffic"
+            dep = list(events)[0].data["id"]
+            idle = "green" if stable == "blue" else "blue"
+            wait_for(lambda: colors(fleet) == {idle: 25, stable: 75}, 30, "the first step's weights")
+            proc.send_signal(signal.SIGINT)
+            proc.wait(90)  # the restore takes seconds; 90 s bounds two Salt rounds and a restore
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            result = load.stop()
+        out.seek(0)
+        printed = out.read()
+    assert proc.returncode != 0, printed
+    assert colors(fleet) == {idle: 0, stable: 100}, printed
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    assert result["versions"].get("1.2.0"), "the canary never served"
+    record = fleet.run.run("hx_deploy.history", "app=demo").data["records"][dep]
+    assert record["outcome"] == "rolled_back", (record["outcome"], record.get("reason"), printed)
+    assert record["reason"] == "interrupted by SIGINT (an operator's Ctrl-C)"
+    assert record["canary"]["state"] == "rolled_back"
     state = status(fleet)
     assert state["running"] is None and state["live"] == stable

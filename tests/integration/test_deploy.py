@@ -6,6 +6,7 @@ Topology: hx-m1 and hx-m2 are app hosts (127.0.0.21 / .22, each with its
 own supervisord running demo-blue and demo-green); hx-m1 is also the load
 balancer (HAProxy started by the test, driven through hx_traffic).
 """
+import signal
 import subprocess
 import threading
 import time
@@ -232,3 +233,93 @@ def test_a_killed_deployment_is_abandoned_and_the_next_one_proceeds(fleet, event
     assert killed["outcome"] == "abandoned", killed["outcome"]
     assert killed["reason"].startswith(f"abandoned by {master.id} (pid {proc.pid}): its process is gone"), killed
     assert fleet.run.run("hx_deploy.status", "app=demo").data["running"] is None
+
+
+def _store_view(fleet):
+    """What a refused call must leave as it was: deployment records, the lease, every slot's service state."""
+    records = sorted(fleet.run.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
+    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    states = {h: {c: (s or {}).get("state") for c, s in slots.items()} for h, slots in status["versions"].items()}
+    return records, status["running"], states
+
+
+BAD_NUMBERS = [
+    ("bake=.inf", "bake: must be a number from 0 to 86400 s, got inf"),
+    ("bake=.nan", "bake: must be a number from 0 to 86400 s, got nan"),
+    ("bake=nan", "bake: must be a number from 0 to 86400 s, got 'nan'"),
+    ("bake=1e12", "bake: must be a number from 0 to 86400 s, got '1e12'"),
+    ("bake=True", "bake: must be a number from 0 to 86400 s, got True"),
+    ("bake=-1", "bake: must be a number from 0 to 86400 s, got -1"),
+    ("bake=soon", "bake: must be a number from 0 to 86400 s, got 'soon'"),
+    ("keep_warm=.inf", "keep_warm: must be a number from 0 to 604800 s, got inf"),
+]
+
+
+def test_non_finite_and_out_of_range_numbers_are_refused_before_anything_changes(fleet):
+    """bake=inf/nan/1e12, a bool, a negative, a string (typed or in pillar): refused naming the key and its
+    range before the lease is taken; weights, records, lease and services as they were, no failed request."""
+    weights = fleet.weights()
+    before = _store_view(fleet)
+    load = fleet.load()
+    try:
+        for arg, message in BAD_NUMBERS:
+            ret = fleet.deploy("1.3.0", arg)
+            assert ret.returncode != 0, (arg, ret.stdout)
+            assert ret.data["outcome"] == "refused" and ret.data["comment"] == message, (arg, ret.data)
+        for value, shown in ((float("inf"), "inf"), (float("nan"), "nan")):
+            fleet.set_pillar(master_app=fleet.app(bake=value))
+            try:
+                ret = fleet.deploy("1.3.0")
+            finally:
+                fleet.set_pillar()
+            assert ret.returncode != 0 and ret.data["outcome"] == "refused", ret.data
+            assert ret.data["comment"] == f"hx:apps:demo: deploy.bake: must be a number from 0 to 86400 s, got {shown}"
+    finally:
+        result = load.stop()
+    assert result["failed"] == 0, result
+    assert fleet.weights() == weights
+    assert _store_view(fleet) == before
+
+
+def _deploy_until_baking(fleet, event_listener, master, out):
+    """Start ``salt-run hx_deploy.blue_green`` with a long bake; return (process, deployment id) once it bakes
+    with all traffic switched (bounded waits on the record's event and on HAProxy's weights)."""
+    since = time.time()
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        fleet.run.cmdline("hx_deploy.blue_green", "app=demo", "version=1.3.0", "bake=300"),
+        stdout=out, stderr=subprocess.STDOUT)
+    events = event_listener.wait_for_events([(master.id, "hx/deploy/demo/bake")], timeout=120, after_time=since)
+    assert events.found_all_events, "the deployment never reached bake"
+    return proc, list(events)[0].data["id"]
+
+
+@pytest.mark.parametrize("sig, why", [(signal.SIGINT, "an operator's Ctrl-C"),
+                                      (signal.SIGTERM, "the process was told to stop")])
+def test_a_signal_after_the_switch_restores_traffic(fleet, event_listener, master, tmp_path, sig, why):
+    """An operator's Ctrl-C (SIGINT) or a SIGTERM to the deploying salt-run mid-bake: traffic back on the
+    old color and read back, the record rolled back with the reason, the lease released, no failed request."""
+    old = fleet.live()
+    load = fleet.load()
+    with open(tmp_path / "salt-run.out", "w+", encoding="utf-8") as out:
+        proc, dep = _deploy_until_baking(fleet, event_listener, master, out)
+        try:
+            assert fleet.live() != old, "traffic had not switched"
+            proc.send_signal(sig)
+            proc.wait(90)  # the restore takes seconds; 90 s is the bound of two Salt rounds and a restore
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            result = load.stop()
+        out.seek(0)
+        printed = out.read()
+    assert proc.returncode != 0, printed
+    assert fleet.live() == old, printed
+    assert result["failed"] == 0, (result["errors"], result["samples"])
+    record = fleet.run.run("hx_deploy.history", "app=demo").data["records"][dep]
+    assert record["outcome"] == "rolled_back", (record["outcome"], record.get("reason"), printed)
+    assert record["reason"] == f"interrupted by {signal.Signals(sig).name} ({why})", record["reason"]
+    assert [p["phase"] for p in record["phases"]][-3:] == ["rollback", "rolled_back", "done"]
+    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    assert status["running"] is None and status["live"] == old
+    assert fleet.sample_versions()["versions"].get("1.3.0") is None

@@ -19,6 +19,7 @@ import threading
 import pytest
 import requests
 
+from tests.support import evil_tar
 from tests.support.httpserver import free_port
 from tests.support.supervisor import Supervisor
 
@@ -54,7 +55,7 @@ def artifacts(tmp_path_factory):
     srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield {"url": f"http://127.0.0.1:{srv.server_address[1]}", "sums": sums}
+    yield {"url": f"http://127.0.0.1:{srv.server_address[1]}", "sums": sums, "dir": out}
     srv.shutdown()
     srv.server_close()
     thread.join(timeout=10)
@@ -149,6 +150,26 @@ def test_errors_reach_the_cli_and_change_nothing(salt_cli, app, root, ports):
     assert bad.returncode != 0 and "bad version" in bad.stdout, bad
     bad = salt_cli.run("hx_release.install", "nope", "1.0.0", "blue", minion_tgt="hx-m1")
     assert bad.returncode != 0 and "unknown app 'nope'" in bad.stdout, bad
+
+
+@pytest.mark.parametrize("kind", ["cve_2025_4517", "link_then_child"])
+def test_crafted_archive_refused_over_the_master(salt_cli, app, root, artifacts, tmp_path, kind):
+    """A crafted archive writes nothing, anywhere: not outside, not in releases/, no slot change."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target").write_bytes(b"keep\n")
+    version = f"6.9.{['cve_2025_4517', 'link_then_child'].index(kind)}"
+    releases = root / "demo" / "releases"
+    before = sorted(os.listdir(releases)) if releases.exists() else []
+    link = os.readlink(root / "demo" / "blue") if os.path.islink(root / "demo" / "blue") else None
+    dest_len = len(str(releases)) + len(f"/.incoming-{version}-") + 8  # hx_release's staging directory
+    digest, refused = evil_tar.build(str(artifacts["dir"] / f"demo-{version}.tar.gz"), kind, str(outside), dest_len)
+    bad = salt_cli.run("hx_release.install", "demo", version, "blue", f"checksum=sha256={digest}", minion_tgt="hx-m1")
+    assert bad.returncode != 0 and f"rejected, unsafe member {refused!r}" in bad.stdout, bad
+    assert sorted(os.listdir(outside)) == ["target"] and (outside / "target").read_bytes() == b"keep\n"
+    assert sorted(set(os.listdir(releases)) - {".downloads"}) == [n for n in before if n != ".downloads"]
+    assert os.listdir(releases / ".downloads") == []
+    assert (os.readlink(root / "demo" / "blue") if os.path.islink(root / "demo" / "blue") else None) == link
 
 
 def test_install_from_salt_source(release_file_root, salt_cli, pillar, supervisor, root, ports):

@@ -46,7 +46,7 @@ def test_mapping_step_keeps_its_interval():
     ([[10]], r"steps\[0\]: \[10\] is neither"),
     ([float("nan")], r"steps\[0\]: nan is neither"),
     ([{"percent": 20, "wait": 3}], r"steps\[0\]: a mapping step takes percent and interval"),
-    ([{"percent": 20, "interval": 0}], r"steps\[0\].interval: must be over 0"),
+    ([{"percent": 20, "interval": 0}], r"steps\[0\].interval: must be a number over 0 and at most 86400 s, got 0"),
     ({"a": 1}, r"steps: must be a list of percentages"),
     (None, r"steps: must be a list"),
 ])
@@ -106,8 +106,8 @@ def test_ansible_single_step(pct, secs, expected):
 @pytest.mark.parametrize("pct, secs, message", [
     (0, 900, "canary_traffic_percentage: 0 is not above 0"),
     (120, 900, "canary_traffic_percentage: 120 is over 100"),
-    (20, "soon", "canary_monitoring_time: must be a number, got 'soon'"),
-    (20, -1, "canary_monitoring_time: must be over 0"),
+    (20, "soon", "canary_monitoring_time: must be a number over 0 and at most 86400 s, got 'soon'"),
+    (20, -1, "canary_monitoring_time: must be a number over 0 and at most 86400 s, got -1"),
 ])
 def test_ansible_bad_values(pct, secs, message):
     with pytest.raises(ValueError, match=message):
@@ -122,13 +122,13 @@ def test_settings_defaults():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"error_rate": "high"}, r"hx:apps:demo: canary.error_rate: must be a number, got 'high'"),
-    ({"response_time": True}, r"canary.response_time: must be a number, got True"),
-    ({"latency_ratio": 0.5}, r"canary.latency_ratio: must be at least 1.0"),
-    ({"success_threshold": 120}, r"canary.success_threshold: must be at most 100"),
-    ({"min_requests": 2.5}, r"canary.min_requests: must be a whole number"),
+    ({"error_rate": "high"}, r"hx:apps:demo: canary.error_rate: must be a number from 0 to 100 %, got 'high'"),
+    ({"response_time": True}, r"canary.response_time: must be a number from 0 to 600000 ms, got True"),
+    ({"latency_ratio": 0.5}, r"canary.latency_ratio: must be a number from 1 to 1000 x stable, got 0.5"),
+    ({"success_threshold": 120}, r"canary.success_threshold: must be a number from 0 to 100 %, got 120"),
+    ({"min_requests": 2.5}, r"canary.min_requests: must be a whole number from 0 to 1000000000, got 2.5"),
     ({"inconclusive": "ignore"}, r"canary.inconclusive: must be one of pause, rollback, repeat"),
-    ({"step_interval": 0}, r"canary.step_interval: must be over 0"),
+    ({"step_interval": 0}, r"canary.step_interval: must be a number over 0 and at most 86400 s, got 0"),
     ({"steps": [50, 20]}, r"canary.steps\[1\]: 20 % does not increase"),
     ({"stepz": [10]}, r"canary.stepz: unknown setting"),
     ([10, 20], r"canary: must be a mapping"),
@@ -157,7 +157,7 @@ def test_merge_ignores_none_and_checks_overrides():
     base = c.settings("demo", {})
     got = c.merge(base, {"steps": [20, 100], "step_interval": 5, "error_rate": None})
     assert [s["percent"] for s in got["steps"]] == [20, 100] and got["error_rate"] == 5.0
-    with pytest.raises(ValueError, match="error_rate: must be a number, got 'abc'"):
+    with pytest.raises(ValueError, match="error_rate: must be a number from 0 to 100 %, got 'abc'"):
         c.merge(base, {"error_rate": "abc"})
 
 

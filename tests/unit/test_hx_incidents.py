@@ -81,7 +81,7 @@ def test_ids_follow_the_ansible_scheme_and_never_collide():
     taken = {"INC-1700000000-web1", "INC-1700000000-web1-2"}
     assert h.make_id(T0, "web1", taken) == "INC-1700000000-web1-3"
     assert h.make_id(T0, "we b/1") == "INC-1700000000-we_b_1"
-    assert h.ID_RE.match(h.make_id(T0, "db.example.com"))
+    assert h.ID_RE.fullmatch(h.make_id(T0, "db.example.com"))
 
 
 def test_dedupe_key_is_per_minion_check_resource():

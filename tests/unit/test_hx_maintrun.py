@@ -109,7 +109,7 @@ def test_full_settings():
     ({"app_logs": ["app.log"]}, r"hx:maintenance:app_logs: 'app.log' must be an absolute path"),
     ({"cleanup": {"tmp_dirs": ["/"]}}, r"cleanup:tmp_dirs: '/' is a system directory"),
     ({"cleanup": {"tmp_dirs": ["/etc/"]}}, r"cleanup:tmp_dirs: '/etc/' is a system directory"),
-    ({"cleanup": {"max_age_days": 0}}, r"cleanup:max_age_days: must be a number >= 1"),
+    ({"cleanup": {"max_age_days": 0}}, r"hx:maintenance:cleanup:max_age_days: must be a number from 1 to 3660 days, got 0"),
     ({"cleanup": {"pkg_cache": "yes"}}, r"cleanup:pkg_cache: must be true or false"),
     ({"patch": {"refresh": 1}}, r"patch:refresh: must be true or false"),
     ({"health_ok": ["fine"]}, r"health_ok: must list statuses"),

@@ -1,12 +1,14 @@
 """hx_releases: version/slot/checksum validation, tar member safety, prune choice, hx:apps pillar."""
 
 import re
+import tarfile
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import hx_releases as r
+from tests.support import evil_tar
 
 SHA256 = "a" * 64
 SHA512 = "b" * 128
@@ -111,37 +113,112 @@ def test_bad_sidecar(text):
         r.parse_sidecar(text)
 
 
-@pytest.mark.parametrize("name, kind, link, rel", [
-    ("app.py", "file", None, "app.py"),
-    ("./app.py", "file", None, "app.py"),
-    ("static/css/a.css", "file", None, "static/css/a.css"),
-    ("static/", "dir", None, "static"),
-    ("current", "symlink", "static/a.css", "current"),
-    ("static/x", "symlink", "../app.py", "static/x"),
-    ("static/y", "hardlink", "app.py", "static/y"),
+@pytest.mark.parametrize("name, kind, rel", [
+    ("app.py", "file", "app.py"),
+    ("./app.py", "file", "app.py"),
+    ("static/css/a.css", "file", "static/css/a.css"),
+    ("static/", "dir", "static"),
+    ("./", "dir", ""),
+    ("a b/c$d.txt", "file", "a b/c$d.txt"),
 ])
-def test_safe_members(name, kind, link, rel):
-    assert r.check_member(name, kind, link) == rel
+def test_safe_members(name, kind, rel):
+    assert r.check_member(name, kind) == rel
 
 
 @pytest.mark.parametrize("name, kind, link, match", [
-    ("/etc/passwd", "file", None, "absolute"),
-    ("../evil", "file", None, r"'\.\.'"),
+    ("/etc/passwd", "file", None, r"unsafe member '/etc/passwd': absolute"),
+    ("../evil", "file", None, r"unsafe member '\.\./evil': '\.\.'"),
     ("a/../../evil", "file", None, r"'\.\.'"),
     ("a/..", "dir", None, r"'\.\.'"),
     ("", "file", None, "absolute or malformed"),
+    ("./", "file", None, "a file without a name"),
     ("a\\..\\b", "file", None, "malformed"),
-    ("dev", "other", None, "special files"),
-    ("up", "symlink", "../outside", "escapes"),
-    ("a/up", "symlink", "../../outside", "escapes"),
-    ("root", "symlink", "/etc", "absolute"),
-    ("hl", "hardlink", "../x", "escapes"),
-    ("a/hl", "hardlink", "../../x", "escapes"),
-    ("empty", "symlink", "", "absolute or empty"),
+    ("a\x00b", "file", None, "control character"),
+    ("a\nb", "file", None, "control character"),
+    ("app.py\n", "file", None, "control character"),
+    (".hx-release.json", "file", None, "written by hx_release"),
+    ("./.hx-release.json", "file", None, "written by hx_release"),
+    # links are refused whatever their target: inside today, outside through a later link
+    ("current", "symlink", "static/a.css", r"unsafe member 'current': a symlink to 'static/a\.css'"),
+    ("static/x", "symlink", "../app.py", "a symlink"),
+    ("up", "symlink", "../outside", "a symlink"),
+    ("root", "symlink", "/etc", "a symlink to '/etc'"),
+    ("static/y", "hardlink", "app.py", r"unsafe member 'static/y': a hardlink to 'app\.py'"),
+    ("hl", "hardlink", "/etc/shadow", "a hardlink"),
+    ("null", "chardev", None, r"unsafe member 'null': a character device; a release holds only regular files"),
+    ("sda", "blockdev", None, "a block device"),
+    ("pipe", "fifo", None, "a fifo"),
+    ("odd", "other", None, "a special file"),
+    ("odd", "socket", None, "unknown kind"),
 ])
 def test_unsafe_members(name, kind, link, match):
     with pytest.raises(ValueError, match=match):
         r.check_member(name, kind, link)
+
+
+def test_long_member_names_are_shortened_in_errors():
+    with pytest.raises(ValueError) as err:
+        r.check_member("l" * 4000, "symlink", "../" * 16)
+    assert len(str(err.value)) < 400 and "unsafe member 'lll" in str(err.value)
+
+
+def _info(name, kind=tarfile.REGTYPE, mode=0o644, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, linkname
+    return info
+
+
+@pytest.mark.parametrize("kind, expect", [
+    (tarfile.REGTYPE, "file"), (tarfile.AREGTYPE, "file"), (tarfile.CONTTYPE, "file"),
+    (tarfile.GNUTYPE_SPARSE, "file"), (tarfile.DIRTYPE, "dir"), (tarfile.SYMTYPE, "symlink"),
+    (tarfile.LNKTYPE, "hardlink"), (tarfile.CHRTYPE, "chardev"), (tarfile.BLKTYPE, "blockdev"),
+    (tarfile.FIFOTYPE, "fifo"), (b"Z", "other"),
+])
+def test_member_kind(kind, expect):
+    assert r.member_kind(_info("x", kind)) == expect
+
+
+@pytest.mark.parametrize("mode, kind, safe", [
+    (0o644, "file", 0o644), (0o755, "file", 0o755), (0o777, "file", 0o755), (0o666, "file", 0o644),
+    (0o4755, "file", 0o755), (0o2755, "file", 0o755), (0o6777, "file", 0o755), (0o400, "file", 0o600),
+    (0o000, "file", 0o600), (0o1777, "dir", 0o755), (0o555, "dir", 0o755), (0o700, "dir", 0o700),
+    (None, "file", 0o600),
+])
+def test_safe_mode(mode, kind, safe):
+    assert r.safe_mode(mode, kind) == safe
+
+
+def test_plan_members_keeps_files_and_dirs_with_safe_modes():
+    members = [_info("./", tarfile.DIRTYPE, 0o755), _info("bin", tarfile.DIRTYPE, 0o1777),
+               _info("bin/tool", mode=0o4755), _info("./VERSION", mode=0o666), _info("bin/", tarfile.DIRTYPE)]
+    plan = r.plan_members(members)
+    assert [(rel, kind, mode) for rel, kind, mode, _ in plan] == [
+        ("bin", "dir", 0o755), ("bin/tool", "file", 0o755), ("VERSION", "file", 0o644), ("bin", "dir", 0o744)]
+    assert plan[1][3] is members[2]
+
+
+@pytest.mark.parametrize("members, match", [
+    ([_info("app.py"), _info("./app.py")], r"unsafe member '\./app\.py': 'app\.py' appears twice"),
+    ([_info("a"), _info("a/b")], r"unsafe member 'a/b': 'a' is a file in the archive"),
+    ([_info("a"), _info("a", tarfile.DIRTYPE)], "appears twice"),
+    ([_info("a", tarfile.DIRTYPE), _info("a")], r"unsafe member 'a': 'a' is a directory"),
+    ([_info("a/b"), _info("a")], r"unsafe member 'a': 'a' is a directory"),
+    ([_info("VERSION"), _info("a", tarfile.SYMTYPE, linkname="."), _info("a/x")], r"unsafe member 'a': a symlink"),
+])
+def test_plan_members_refuses_the_first_bad_member(members, match):
+    with pytest.raises(ValueError, match=match):
+        r.plan_members(members)
+
+
+def test_plan_members_refuses_the_cve_2025_4517_chain(tmp_path):
+    """The CVE's archive reads as inside when judged as text; its first link is refused."""
+    path = tmp_path / "poc.tar.gz"
+    evil_tar.build(str(path), "cve_2025_4517", "/tmp/outside")
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members if m.issym()][0] == "a"
+    with pytest.raises(ValueError, match=r"unsafe member 'a': a symlink to 'ddd"):
+        r.plan_members(members)
 
 
 def test_prune_keeps_newest_and_linked():

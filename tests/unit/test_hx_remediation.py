@@ -84,6 +84,9 @@ def test_defaults_and_layers():
 def test_pillar_cannot_loosen_security_or_re_enable():
     with pytest.raises(ValueError, match="hx:remediation:require_signature: only the master"):
         r.policy(pillar={"require_signature": False})
+    for key in ("unsigned_rate", "unsigned_burst", "signed_rate", "signed_burst", "declared_ttl"):
+        with pytest.raises(ValueError, match=f"hx:remediation:{key}: only the master"):
+            r.policy(pillar={key: 1000})
     assert r.policy({"enabled": False}, pillar={"enabled": True})["enabled"] is False
     assert r.policy(pillar={"enabled": False})["enabled"] is False
 
@@ -94,13 +97,21 @@ def test_pillar_cannot_loosen_security_or_re_enable():
         ({"actions": {"cpu": "reboot"}}, r"actions:cpu: action must be one of"),
         ({"actions": {"cpu": {"action": "state"}}}, "sls must name an SLS"),
         ({"actions": {"disk": {"action": "state", "sls": "../../etc"}}}, "sls must name an SLS"),
-        ({"budget": {"role": {"max_pct": 150}}}, "max_pct must be <= 100"),
-        ({"budget": {"minion": {"max": 1.5}}}, "must be an integer"),
+        ({"budget": {"role": {"max_pct": 150}}}, "budget:role:max_pct: must be a number from 1 to 100 %, got 150"),
+        ({"budget": {"minion": {"max": 1.5}}}, "budget:minion:max: must be a whole number from 1 to 10000"),
+        ({"budget": {"minion": {"max": float("inf")}}}, "budget:minion:max: must be a whole number .* got inf"),
+        ({"budget": {"minion": {"window": float("nan")}}}, "budget:minion:window: must be a number .* got nan"),
+        ({"budget": {"minion": [5]}}, "budget:minion: only max and window"),
         ({"unsigned_sources": ["ps"]}, "unsigned_sources"),
         ({"min_status": "ok"}, "min_status"),
         ({"maintenance": "sometimes"}, "maintenance must be"),
-        ({"recheck_timeout": 0}, "recheck_timeout must be a number >= 1"),
+        ({"recheck_timeout": 0}, "hx_remediation:recheck_timeout: must be a number from 1 to 3600 s, got 0"),
+        ({"max_event_age": 1e12}, "hx_remediation:max_event_age: must be a number from 1 to 86400 s"),
         ({"enabeld": True}, "enabeld: unknown key"),
+        ({"unsigned_rate": float("inf")}, "unsigned_rate: must be a number from 0.01 to 10000 events/s, got inf"),
+        ({"unsigned_rate": 0}, "unsigned_rate: must be a number from 0.01 to 10000 events/s, got 0"),
+        ({"unsigned_burst": True}, "unsigned_burst: must be a whole number from 1 to 1000000 events, got True"),
+        ({"declared_ttl": float("nan")}, "declared_ttl: must be a number from 1 to 86400 s, got nan"),
     ],
 )
 def test_bad_policy_names_the_key(layer, match):
@@ -133,6 +144,54 @@ SERVICES = {"app": {"health": ["app_http", "app_tcp"]}, "db": {"health": "db_htt
 def test_check_facts(name, kind, expect):
     f = r.check_facts(name, kind, SERVICES)
     assert (f["type"], f["resource"], f["service"]) == expect
+
+
+def test_the_declared_names_are_exactly_those_service_for_maps():
+    services = {"web": {"unit": "nginx.service"}, "api": {"program": "api-prog"}, "db": {}, "x": None,
+                "odd": {"unit": 5}}
+    names = r.declared_names(services)
+    assert names == {"web", "nginx.service", "api", "api-prog", "db", "x", "odd"}
+    assert all(r.service_for(services, n) for n in names)
+    assert r.declared_names(None) == frozenset()
+
+
+def test_the_gate_reads_who_is_named_and_whether_a_signature_is_carried():
+    assert r.gate_sender(TAG, {"id": "web1", "status": "critical"}) == ("web1", False)
+    assert r.gate_sender(TAG, {"id": "web1", "sig": "x"}) == ("web1", True)
+    sent = {"cmd": "_minion_event", "id": "web2", "data": {"sig": "x"}}
+    assert r.gate_sender(TAG, sent) == ("web1", True)  # the tag names the bucket; the runner checks the sender
+    assert r.gate_sender("salt/beacon/web1", {}) is None
+    assert r.gate_sender(None, {}) is None
+    assert r.gate_sender("salt/beacon/web1/service/nginx", "junk") == ("web1", False)
+
+
+def test_a_sender_gets_its_burst_then_its_rate():
+    bucket, admitted = None, 0
+    for _ in range(50):  # 50 events in the same instant
+        ok, bucket = r.admit(bucket, T0, rate=2.0, burst=20)
+        admitted += ok
+    assert admitted == 20
+    ok, bucket = r.admit(bucket, T0 + 0.4, 2.0, 20)
+    assert not ok  # 0.8 token earned: not yet one
+    ok, bucket = r.admit(bucket, T0 + 0.5, 2.0, 20)
+    assert ok
+    # a quiet sender refills to the burst, never above it
+    bucket = (0.0, T0)
+    results = []
+    for _ in range(25):
+        ok, bucket = r.admit(bucket, T0 + 3600, 2.0, 20)
+        results.append(ok)
+    assert results == [True] * 20 + [False] * 5
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=1, max_size=200))
+def test_admitted_never_exceeds_burst_plus_rate_times_elapsed(offsets):
+    rate, burst, bucket, admitted = 2.0, 20, None, 0
+    times = sorted(T0 + o for o in offsets)
+    for t in times:
+        ok, bucket = r.admit(bucket, t, rate, burst)
+        admitted += ok
+    assert admitted <= burst + rate * (times[-1] - times[0]) + 1e-9
 
 
 def test_service_beacon_names_map_to_declared_services():
