@@ -412,81 +412,21 @@ def _handle_ok(d, ev, key, pol):
 
 
 def _handle_bad(d, ev, key, status, master_pol, signed, now, notes):
-    minion = ev["minion"]
-    cache = _cache()
-    slot = hx_incidents.dedupe_slot(key)
     with d.locked(key):
-        active = d.store.active_for(key)
-        if active:
-            d.store.put(hx_incidents.note_repeat(active, now, status=status))
-            return {"result": True, "outcome": "duplicate", "incident": active["id"], "repeats": active["repeats"] + 1}
-        stale = cache.fetch(STALE_BANK, slot) or {}
-        if stale and now - stale.get("t", 0) < master_pol["stale_ttl"]:
-            stale["repeats"] = stale.get("repeats", 0) + 1
-            cache.store(STALE_BANK, slot, stale)
-            return {"result": True, "outcome": "duplicate", "comment": "repeat of a stale event", "repeats": stale["repeats"]}
-        try:
-            pil = _pillar(minion)
-            pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"), pillar=_hx(pil, "remediation"))
-            icfg = hx_incidents.config(*hx_audit.config_layers(__opts__, "hx_incident"), pillar=_hx(pil, "incidents"))
-            pillar_errors = [e for e in icfg["errors"] if e not in d.cfg["errors"]]
-            hx_incidents.report_config_errors(__opts__, pillar_errors, now)
-            notes.extend(pillar_errors)
-            facts = _facts(ev, pil)
-        except Rejected as exc:
-            _audit("remediate.reject", minion, "rejected", reason=str(exc), tag=f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
-            _fire(minion, "rejected", {"reason": str(exc)})
-            return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
-        except ValueError as exc:
-            return _bad_config(minion, exc, f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
-        payload = ev["payload"]
-        if ev["source"] == "hx_health" and payload.get("horizon_hours"):
-            facts["horizon"] = payload.get("horizon_hours")
-        current = _recheck(minion, facts, pil, pol["recheck_timeout"])
-        if current["status"] == "ok":
-            cache.store(STALE_BANK, slot, {"t": now, "repeats": 0})
-            _audit("remediate.stale", minion, "no action", check=facts["check"], reported=status,
-                   message=current.get("message"), signed=signed)
-            _fire(minion, "stale", {"check": facts["check"], "reported": status})
-            return {"result": True, "outcome": "stale", "comment": f"{facts['check']} is ok now: stale, no action"}
-        if facts["type"] == "unknown" and current.get("kind"):
-            # what kind of check it is comes from the minion's answer, not from the event
-            facts.update({k: v for k, v in hx_remediation.check_facts(
-                facts["check"], current["kind"], _hx(pil, "services", {})).items() if k != "check"})
-        if facts.get("service") and "intent" not in current and current["status"] is not None:
-            svc_ret, _ = _call(minion, "hx_service.status", [facts["service"]], timeout=pol["recheck_timeout"])
-            svc = (svc_ret or {}).get(facts["service"]) or {}
-            current.update(proc_state=current.get("proc_state") or svc.get("state"), intent=svc.get("intent"))
-        if facts["type"] == "service":
-            facts["type"] = "endpoint_failure" if current.get("proc_state") == "running" else "service_down"
-        intended = _intended_down(minion, facts, current, signed)
-        if intended:
-            return intended
-        confirmed = current["status"] or status
-        cls = hx_incidents.classify(facts["type"], confirmed if confirmed in ("warning", "critical") else status,
-                                    icfg["classification"])
-        subject = facts.get("service") or facts.get("resource") or facts["check"]
-        summary = (f"{facts['type'].replace('_', ' ')} on {minion}: {subject} "
-                   f"({current.get('message') or payload.get('message') or confirmed})")
-        if current["status"] is None:
-            summary += " [minion did not answer the re-check]"
-        taken = set(d.store.ids())
-        inc = hx_incidents.new_incident(
-            hx_incidents.make_id(now, minion, taken), minion, facts["check"], facts["resource"], cls, now,
-            summary, first_bad_at=payload.get("since") if isinstance(payload.get("since"), (int, float)) else None,
-            dedupe=key,
-            status=confirmed, value=current.get("value", payload.get("value")), service=facts.get("service"),
-            source=facts["source"], signed=signed,
-        )
-        inc["escalation_timeout"] = icfg["escalation_timeout"]
-        hx_incidents.add_timeline(inc, now, "verification",
-                                  f"master re-check on {minion}: {current['status'] or 'no answer'} ({current.get('message')})")
-        repeat = payload.get("repeat")
-        if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0:
-            hx_incidents.add_timeline(inc, now, "detection",
-                                      f"opened from the beacon's repeat #{repeat}: no incident existed, so the "
-                                      "first report of this condition got no reaction on the master")
-        d.create(inc, config_errors=pillar_errors)
+        step = _judge(d, ev, key, status, master_pol, signed, now, notes)
+    if isinstance(step, dict):
+        return step
+    inc, facts, pil, pol, current, retry = step
+    # Outside the incident's lock: resolving, noting and notifying take it again.
+    if retry and current["status"] == "ok":
+        return _cleared_on_retry(d, inc, facts, current)
+    if retry and current.get("intended"):
+        _cleared_on_retry(d, inc, facts, current, why=current["intended"]["comment"])
+        return current["intended"]
+    if retry:
+        d.note(inc["id"], "verification", f"master re-check on {inc['minion']} after its report #{inc['repeats']}: "
+               f"{current['status'] or 'no answer'} ({current.get('message')})")
+        return _act(d, inc, facts, pil, pol, current, None)
     # People are told while hx acts: a slow webhook must not delay the fix.
     # Every later notification waits for this one, so resolve never beats open.
     opener = threading.Thread(target=d.notify, args=(inc["id"], "open"), daemon=True)
@@ -495,6 +435,117 @@ def _handle_bad(d, ev, key, status, master_pol, signed, now, notes):
         return _act(d, inc, facts, pil, pol, current, opener)
     finally:
         opener.join()
+
+
+def _judge(d, ev, key, status, master_pol, signed, now, notes):
+    """Under the incident's lock: a finished answer (dict), or ``(inc, facts, pil, pol, current, retry)``."""
+    minion = ev["minion"]
+    cache = _cache()
+    slot = hx_incidents.dedupe_slot(key)
+    active = d.store.active_for(key)
+    retry = False
+    if active:
+        rec = hx_incidents.note_repeat(active, now, status=status)
+        # The master could not reach the minion when it opened this incident (an overloaded
+        # master looks the same): the minion's next report of it is the retry, claimed here
+        # so that a second repeat arriving meanwhile stays a duplicate.
+        # An acknowledged incident is a person's: no retry behind their back.
+        retry = bool(rec.get("awaiting_answer")) and rec["status"] in ("open", "escalated")
+        rec["awaiting_answer"] = False
+        d.store.put(rec)
+        if not retry:
+            return {"result": True, "outcome": "duplicate", "incident": active["id"], "repeats": rec["repeats"]}
+    stale = cache.fetch(STALE_BANK, slot) or {}
+    if not retry and stale and now - stale.get("t", 0) < master_pol["stale_ttl"]:
+        stale["repeats"] = stale.get("repeats", 0) + 1
+        cache.store(STALE_BANK, slot, stale)
+        return {"result": True, "outcome": "duplicate", "comment": "repeat of a stale event", "repeats": stale["repeats"]}
+    try:
+        pil = _pillar(minion)
+        pol = hx_remediation.policy(*hx_audit.config_layers(__opts__, "hx_remediation"), pillar=_hx(pil, "remediation"))
+        icfg = hx_incidents.config(*hx_audit.config_layers(__opts__, "hx_incident"), pillar=_hx(pil, "incidents"))
+        pillar_errors = [e for e in icfg["errors"] if e not in d.cfg["errors"]]
+        hx_incidents.report_config_errors(__opts__, pillar_errors, now)
+        notes.extend(pillar_errors)
+        facts = _facts(ev, pil)
+    except Rejected as exc:
+        _audit("remediate.reject", minion, "rejected", reason=str(exc), tag=f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
+        _fire(minion, "rejected", {"reason": str(exc)})
+        return hx_runner.finish(__context__, {"result": False, "outcome": "rejected", "comment": str(exc)})
+    except ValueError as exc:
+        return _bad_config(minion, exc, f"salt/beacon/{minion}/{ev['source']}/{ev['name']}")
+    payload = ev["payload"]
+    if ev["source"] == "hx_health" and payload.get("horizon_hours"):
+        facts["horizon"] = payload.get("horizon_hours")
+    current = _recheck(minion, facts, pil, pol["recheck_timeout"])
+    if retry and current["status"] == "ok":
+        return rec, facts, pil, pol, current, True
+    if current["status"] == "ok":
+        cache.store(STALE_BANK, slot, {"t": now, "repeats": 0})
+        _audit("remediate.stale", minion, "no action", check=facts["check"], reported=status,
+               message=current.get("message"), signed=signed)
+        _fire(minion, "stale", {"check": facts["check"], "reported": status})
+        return {"result": True, "outcome": "stale", "comment": f"{facts['check']} is ok now: stale, no action"}
+    if facts["type"] == "unknown" and current.get("kind"):
+        # what kind of check it is comes from the minion's answer, not from the event
+        facts.update({k: v for k, v in hx_remediation.check_facts(
+            facts["check"], current["kind"], _hx(pil, "services", {})).items() if k != "check"})
+    if facts.get("service") and "intent" not in current and current["status"] is not None:
+        svc_ret, _ = _call(minion, "hx_service.status", [facts["service"]], timeout=pol["recheck_timeout"])
+        svc = (svc_ret or {}).get(facts["service"]) or {}
+        current.update(proc_state=current.get("proc_state") or svc.get("state"), intent=svc.get("intent"))
+    if facts["type"] == "service":
+        facts["type"] = "endpoint_failure" if current.get("proc_state") == "running" else "service_down"
+    intended = _intended_down(minion, facts, current, signed)
+    if intended and not retry:
+        return intended
+    if retry:
+        current["intended"] = intended
+        return rec, facts, pil, pol, current, True
+    confirmed = current["status"] or status
+    inc = _open(d, ev, key, facts, current, confirmed, status, icfg, pillar_errors, signed, now)
+    return inc, facts, pil, pol, current, False
+
+
+def _open(d, ev, key, facts, current, confirmed, status, icfg, pillar_errors, signed, now):
+    """A new incident for a confirmed (or unanswered) bad report, stored; returns it."""
+    minion, payload = ev["minion"], ev["payload"]
+    cls = hx_incidents.classify(facts["type"], confirmed if confirmed in ("warning", "critical") else status,
+                                icfg["classification"])
+    subject = facts.get("service") or facts.get("resource") or facts["check"]
+    summary = (f"{facts['type'].replace('_', ' ')} on {minion}: {subject} "
+               f"({current.get('message') or payload.get('message') or confirmed})")
+    if current["status"] is None:
+        summary += " [minion did not answer the re-check]"
+    taken = set(d.store.ids())
+    inc = hx_incidents.new_incident(
+        hx_incidents.make_id(now, minion, taken), minion, facts["check"], facts["resource"], cls, now,
+        summary, first_bad_at=payload.get("since") if isinstance(payload.get("since"), (int, float)) else None,
+        dedupe=key,
+        status=confirmed, value=current.get("value", payload.get("value")), service=facts.get("service"),
+        source=facts["source"], signed=signed,
+    )
+    inc["escalation_timeout"] = icfg["escalation_timeout"]
+    hx_incidents.add_timeline(inc, now, "verification",
+                              f"master re-check on {minion}: {current['status'] or 'no answer'} ({current.get('message')})")
+    repeat = payload.get("repeat")
+    if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0:
+        hx_incidents.add_timeline(inc, now, "detection",
+                                  f"opened from the beacon's repeat #{repeat}: no incident existed, so the "
+                                  "first report of this condition got no reaction on the master")
+    d.create(inc, config_errors=pillar_errors)
+    return inc
+
+
+def _cleared_on_retry(d, inc, facts, current, why=None):
+    """An incident opened while the minion did not answer, which answers ok (or intended) now."""
+    note = why or f"condition cleared: the minion answered the re-check ({current.get('message') or 'ok'})"
+    try:
+        d.resolve(inc["id"], "hx", note)
+    except ValueError:
+        pass  # resolved meanwhile
+    _fire(inc["minion"], "resolved", {"incident": inc["id"], "check": facts["check"]})
+    return {"result": True, "outcome": "resolved", "incident": inc["id"], "comment": note}
 
 
 def _intended_down(minion, facts, current, signed):
@@ -510,6 +561,12 @@ def _intended_down(minion, facts, current, signed):
     return {"result": True, "outcome": "intended", "comment": f"{detail}: no action", "intent": intent}
 
 
+def _joined(opener):
+    """Wait for the opening notification (None: the incident was opened, and notified, earlier)."""
+    if opener is not None:
+        opener.join()
+
+
 def _act(d, inc, facts, pil, pol, current, opener):
     minion, inc_id = inc["minion"], inc["id"]
     spec = hx_remediation.action_for(pol, facts["type"])
@@ -517,10 +574,14 @@ def _act(d, inc, facts, pil, pol, current, opener):
     if action == "recover" and not facts.get("service"):
         action = "notify"  # nothing declared to restart: people must look
     if action == "notify" or current["status"] is None:
-        opener.join()
+        _joined(opener)
     if current["status"] is None:
-        d.note(inc_id, "suppressed", "no action: the minion did not answer the re-check")
-        return _escalate_or_leave(d, inc_id, "minion unreachable", inc["escalate"], "notified")
+        first = not inc.get("unanswered")
+        d.update(inc_id, lambda rec: dict(rec, awaiting_answer=True, unanswered=rec.get("unanswered", 0) + 1))
+        d.note(inc_id, "suppressed", "no action: the minion did not answer the re-check; "
+               "its next report of this condition is checked again")
+        # People hear of an unreachable minion once, not at every unanswered retry.
+        return _escalate_or_leave(d, inc_id, "minion unreachable", inc["escalate"] and first, "notified")
     if action == "notify":
         d.note(inc_id, "action", "policy: notify only (no automatic action for " + facts["type"] + ")")
         _audit("remediate.notify", minion, "notified", incident=inc_id, check=facts["check"])
@@ -528,7 +589,7 @@ def _act(d, inc, facts, pil, pol, current, opener):
         return _escalate_or_leave(d, inc_id, "classification requires people", inc["escalate"], "notified")
     sup = _suppression(minion, facts, pil, pol)
     if sup:
-        opener.join()
+        _joined(opener)
         reason, detail, escalate = sup
         d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
         _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
@@ -537,7 +598,7 @@ def _act(d, inc, facts, pil, pol, current, opener):
     role = _hx(pil, "role")
     ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
     if not ok:
-        opener.join()
+        _joined(opener)
         d.note(inc_id, "suppressed", f"{action} not run: {why}")
         _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=why)
         _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "budget"})
@@ -578,7 +639,7 @@ def _run_action(d, inc_id, minion, facts, spec, action, pol, opener):
         detail = err or f"state.apply {spec['sls']}: {len(states)} state(s), {changed} changed, {len(failed)} failed"
         acted_ok = outcome == "applied"
     ms = int((time.monotonic() - started) * 1000)
-    opener.join()
+    _joined(opener)
     d.note(inc_id, "action", detail, action=action, outcome=outcome, ms=ms)
     _audit(f"remediate.{action}", minion, outcome or "error", incident=inc_id, check=facts["check"],
            service=facts.get("service"), sls=spec.get("sls"), ms=ms, error=err)

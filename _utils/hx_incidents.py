@@ -34,7 +34,8 @@ STATUSES = ("open", "remediating", "escalated", "acknowledged", "resolved")
 TRANSITIONS = {
     "open": {"remediating", "escalated", "acknowledged", "resolved"},
     "remediating": {"open", "escalated", "acknowledged", "resolved"},
-    "escalated": {"escalated", "acknowledged", "resolved"},
+    # escalated -> remediating: a retry once an unreachable minion answers again
+    "escalated": {"escalated", "remediating", "acknowledged", "resolved"},
     "acknowledged": {"remediating", "resolved"},
     "resolved": set(),
 }
