@@ -18,6 +18,8 @@ with ``haproxy -c`` first) so a reload keeps it; reloads are graceful
 import contextlib
 import logging
 import os
+import re
+import shlex
 import signal
 import socket
 import tempfile
@@ -84,6 +86,34 @@ def _section(name):
     if not hx_numbers.is_finite(timeout) or timeout <= 0:
         raise SaltInvocationError(f"hx:traffic:{name}:timeout: must be a number > 0, got {hx_numbers.shown(timeout)}")
     return dict(conf, timeout=float(timeout), binary=conf.get("binary") or name)
+
+
+# A program name or an absolute path to one: the haproxy formula renders it into file.managed's
+# check_cmd, a command line Salt splits into words.
+_BINARY_RE = re.compile(r"/?[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*")
+
+
+def check_command():
+    """
+    The ``check_cmd`` the haproxy formula gives ``file.managed``: pillar
+    ``hx:traffic:haproxy:binary`` (default ``haproxy``) with ``-c -q -f``;
+    Salt appends the new file's path. A binary that is not a plain program
+    name or absolute path (spaces, ``;``, ``$(...)``, ``..``) raises
+    CommandExecutionError naming the key, so no pillar text reaches a command
+    line.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt lb1 hx_traffic.check_command
+    """
+    binary = _section("haproxy")["binary"]
+    if not _BINARY_RE.fullmatch(binary) or ".." in binary.split("/"):
+        raise CommandExecutionError(
+            f"hx:traffic:haproxy:binary: must be a program name or an absolute path without spaces, "
+            f"quotes or '..', got {binary[:80]!r}")
+    return f"{shlex.quote(binary)} -c -q -f"
 
 
 def _hap():

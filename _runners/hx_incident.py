@@ -118,12 +118,9 @@ def show(incident):
 
         salt-run hx_incident.show INC-1732900000-web1
     """
-    d, err = _desk_or_error()
+    d, inc, err = _find(incident)
     if err:
         return err
-    inc = d.store.get(incident)
-    if not inc:
-        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
     return _out(d, {"result": True, "incident": inc, **hx_incidents.durations(inc)})
 
 
@@ -153,12 +150,27 @@ def resolve(incident, by=None, note=None):
     return _change(incident, "resolve", _who(by), note)
 
 
-def _change(incident, what, by, note):
+def _find(incident):
+    """``(desk, record, None)``, or ``(desk, None, error return)`` for a malformed or unknown id.
+
+    The id is checked before the store sees it: it becomes a cache key and a
+    report's file name, so ``../`` or a newline must never get that far."""
     d, err = _desk_or_error()
     if err:
+        return d, None, err
+    if not isinstance(incident, str) or not hx_incidents.ID_RE.fullmatch(incident):
+        return d, None, hx_runner.finish(__context__, {
+            "result": False, "comment": f"incident: {str(incident)[:80]!r} is not an incident id (INC-<epoch>-<minion>)"})
+    inc = d.store.get(incident)
+    if not inc:
+        return d, None, hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
+    return d, inc, None
+
+
+def _change(incident, what, by, note):
+    d, _, err = _find(incident)
+    if err:
         return err
-    if not d.store.get(incident):
-        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
     try:
         inc = getattr(d, "acknowledge" if what == "acknowledge" else "resolve")(incident, by, note)
     except ValueError as exc:
@@ -200,12 +212,9 @@ def report(incident, path=None):
 
         salt-run hx_incident.report INC-1732900000-web1
     """
-    d, err = _desk_or_error()
+    d, inc, err = _find(incident)
     if err:
         return err
-    inc = d.store.get(incident)
-    if not inc:
-        return hx_runner.finish(__context__, {"result": False, "comment": f"no incident {incident}"})
     text = d.secrets.scrub(hx_incidents.render_report(inc, time.time()))
     target = path or os.path.join(d.cfg["reports_dir"] or os.path.join(__opts__["cachedir"], "hx", "reports"),
                                   f"{incident}.md")

@@ -494,19 +494,34 @@ def _patch(run, host, cfg, security_only):
         raise StepFailed(f"packages did not reach their candidate version: {ret.get('failed')}")
 
 
+def _tidy(host, clean, test):
+    """``{deleted, warnings}`` of ``hx_cleanup.tidied`` over the host's ``cleanup:tmp_dirs``.
+
+    The state re-checks each directory resolved on the host and removes by
+    descriptor: a directory swapped for a symlink cannot redirect a removal."""
+    out = {"deleted": [], "warnings": []}
+    if not clean["tmp_dirs"]:
+        return out
+    ok, ret, _ = _call([host], "state.single", arg=["hx_cleanup.tidied", "hx maintenance cleanup"],
+                       kwarg={"dirs": clean["tmp_dirs"], "age_days": clean["max_age_days"],
+                              "key": hx_maintrun.TMP_DIRS_KEY, "test": test})[host]
+    states = [v for v in ret.values() if isinstance(v, dict)] if ok and isinstance(ret, dict) else []
+    for state in states:
+        out["deleted"] += (state.get("changes") or {}).get("removed", [])
+        if state.get("result") is False:
+            out["warnings"].append(f"cleanup: {state.get('comment')}"[:300])
+    if not states:
+        out["warnings"].append(f"cleanup: {str(ret)[:200]}")
+    return out
+
+
 def _cleanup(run, host, cfg, facts):
     """Old temp files, logrotate -f, package cache: warnings only, never a failed host."""
     rec = run.host(host)
     clean = cfg["cleanup"]
     out = {"deleted": [], "logrotate": None, "pkg_cache": None, "warnings": []}
-    for path in clean["tmp_dirs"]:
-        ok, ret, _ = _call([host], "file.find", arg=[path], kwarg={"type": "f", "mindepth": 1,
-                                                               "mtime": f"{clean['max_age_days']}d",
-                                                               "delete": "f"})[host]
-        if ok and isinstance(ret, list):
-            out["deleted"] += ret
-        else:
-            out["warnings"].append(f"{path}: {str(ret)[:200]}")
+    tidy = _tidy(host, clean, test=False)
+    out["deleted"], out["warnings"] = tidy["deleted"], tidy["warnings"]
     if clean["logrotate"]:
         argv = ["logrotate", "-f"] + (["-s", clean["logrotate_state"]] if clean["logrotate_state"] else []) + [
             clean["logrotate"]]
@@ -986,11 +1001,7 @@ def _plan_host(host, cfg, facts, opts):
     lines.append(f"patch: {len(changes)} package(s) " + (", ".join(f"{p} {c.get('old')}->{c.get('new')}"
                                                                for p, c in sorted(changes.items())) or "")
                  if ok else f"patch: cannot plan: {str(ret)[:200]}")
-    old = []
-    for path in cfg["cleanup"]["tmp_dirs"]:
-        ok, found, _ = _call([host], "file.find", arg=[path], kwarg={"type": "f", "mindepth": 1,
-                                                                 "mtime": f"{cfg['cleanup']['max_age_days']}d"})[host]
-        old += found if ok and isinstance(found, list) else []
+    old = _tidy(host, cfg["cleanup"], test=True)["deleted"]
     lines.append(f"cleanup: delete {len(old)} file(s) older than {cfg['cleanup']['max_age_days']} d"
                  + (f"; logrotate -f {cfg['cleanup']['logrotate']}" if cfg["cleanup"]["logrotate"] else "")
                  + ("; clean package cache" if cfg["cleanup"]["pkg_cache"] else ""))

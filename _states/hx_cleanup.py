@@ -86,13 +86,17 @@ def _tidy(top, cfg, now, test):
     return removed, failed
 
 
-def tidied(name):
+def tidied(name, dirs=None, age_days=None, key=None):
     """
     Remove files older than ``age_days`` (by mtime) whose name matches one of
     ``matches`` from every directory of pillar ``hx:cleanup:disk:dirs``.
 
     name
         State id (free text).
+    dirs, age_days, key
+        Instead of the pillar: these directories, files older than
+        ``age_days`` (a number of days), every name; errors name ``key``.
+        ``hx_maint.run`` cleans ``hx:maintenance:cleanup:tmp_dirs`` this way.
 
     Refused, with ``result: False`` and nothing removed: a directory outside
     the allowlist (/tmp, /var/tmp, /srv/hx/tmp or below them, a subdirectory
@@ -110,10 +114,15 @@ def tidied(name):
         salt web1 state.apply hx.cleanup.disk
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
-    raw = __salt__["pillar.get"](hx_paths.KEY, {}, unmask=True)
     try:
-        cfg = hx_paths.cleanup_settings(raw)
-        targets = [(path, hx_paths.cleanup_dir(path, resolved=os.path.realpath(path))) for path in cfg["dirs"]]
+        if dirs is None:
+            cfg = hx_paths.cleanup_settings(__salt__["pillar.get"](hx_paths.KEY, {}, unmask=True))
+            key = hx_paths.DIRS_KEY
+        else:
+            key = key or "dirs"
+            cfg = hx_paths.given_settings(dirs, age_days, key)
+        targets = [(path, hx_paths.cleanup_dir(path, resolved=os.path.realpath(path), key=key))
+                   for path in cfg["dirs"]]
     except ValueError as exc:
         ret["comment"] = f"Refused: {exc}; nothing removed"
         log.warning("hx_cleanup: refused: %s", exc)

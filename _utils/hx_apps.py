@@ -8,6 +8,7 @@ blue 8080, green 8081, ``/health``, error rate 5 %, response time 2000 ms.
 import re
 
 import hx_canary
+import hx_haproxy
 import hx_numbers
 import hx_releases
 
@@ -59,19 +60,36 @@ def validate(app, raw):
             _fail(app, f"deploy.{key}", "unknown setting (allowed: " + ", ".join(sorted(DEPLOY_DEFAULTS)) + ")")
         deploy[key] = number(app, f"deploy.{key}", value)
     server = raw.get("server", "{host}_{color}")
-    if "{host}" not in server or "{color}" not in server:
+    if not isinstance(server, str) or "{host}" not in server or "{color}" not in server:
         _fail(app, "server", "template must contain {host} and {color}")
+    # Both reach HAProxy's runtime API as words of a command: checked here, where the key is known.
+    backend = raw.get("backend", app)
+    _name(app, "backend", backend)
+    for host in hosts:
+        for color in COLORS:
+            try:
+                name = server.format(host=host, color=color)
+            except (KeyError, IndexError, ValueError):
+                _fail(app, "server", "template may only use {host} and {color}")
+            _name(app, "server", name)
     return {
         "app": app,
         "hosts": dict(hosts),
         "lbs": list(lbs),
-        "backend": raw.get("backend", app),
+        "backend": backend,
         "server": server,
         "slots": release["slots"],
         "health_path": release["health_path"],
         "deploy": deploy,
         "canary": hx_canary.settings(app, raw.get("canary")),
     }
+
+
+def _name(app, key, value):
+    try:
+        hx_haproxy.validate_name(key, value)
+    except ValueError as exc:
+        _fail(app, key, str(exc).split(": ", 1)[1])
 
 
 def number(app, key, value):

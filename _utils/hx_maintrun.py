@@ -13,6 +13,7 @@ import re
 import zoneinfo
 
 import hx_numbers
+import hx_paths
 
 CSV_HEADER = (
     "date",
@@ -26,6 +27,7 @@ CSV_HEADER = (
 
 # Keys of hx:maintenance read by hx_maint (the minion module); the runner
 # must accept them beside its own.
+TMP_DIRS_KEY = "hx:maintenance:cleanup:tmp_dirs"
 WINDOW_KEYS = {"enforce", "windows", "blackouts", "schedule"}
 
 DEFAULTS = {
@@ -128,9 +130,8 @@ def settings(raw):
     cfg["log_max_bytes"] = _num("log_max_bytes", cfg["log_max_bytes"])
     cleanup = _sub("cleanup", cfg["cleanup"], CLEANUP_DEFAULTS) or dict(CLEANUP_DEFAULTS)
     cleanup["tmp_dirs"] = _paths("cleanup:tmp_dirs", cleanup["tmp_dirs"])
-    for path in cleanup["tmp_dirs"]:
-        if path.rstrip("/") in ("", "/usr", "/etc", "/var", "/home", "/root", "/boot", "/opt", "/srv", "/bin", "/lib"):
-            _fail("cleanup:tmp_dirs", f"{path!r} is a system directory; name a temp directory")
+    # The same allowlist as hx.cleanup.disk (checked again on the host, resolved, before removal).
+    cleanup["tmp_dirs"] = [hx_paths.cleanup_dir(path, key=TMP_DIRS_KEY) for path in cleanup["tmp_dirs"]]
     cleanup["max_age_days"] = _num("cleanup:max_age_days", cleanup["max_age_days"])
     for key in ("logrotate", "logrotate_state"):
         if cleanup[key] is not None and (not isinstance(cleanup[key], str) or not cleanup[key].startswith("/")):

@@ -75,6 +75,20 @@ def cleanup_dir(value, resolved=None, key=DIRS_KEY):
     return real
 
 
+def given_settings(dirs, age_days, key):
+    """Settings for directories handed over by a caller (not the pillar): every name, ``age_days`` > 0."""
+    if not isinstance(dirs, list) or len(dirs) > MAX_DIRS:
+        raise ValueError(f"{key}: must be a list of at most {MAX_DIRS} directories, got {dirs!r}")
+    out = []
+    for value in dirs:
+        path = cleanup_dir(value, key=key)
+        if path not in out:
+            out.append(path)
+    if isinstance(age_days, bool) or not isinstance(age_days, (int, float)) or not 0 < age_days <= MAX_AGE_DAYS:
+        raise ValueError(f"{key}: age must be a number of days over 0 and at most {MAX_AGE_DAYS}, got {age_days!r}")
+    return {"dirs": out, "age_days": age_days, "matches": [".*"]}
+
+
 def cleanup_settings(raw):
     """Pillar ``hx:cleanup:disk`` -> ``{dirs (normalised, unique), age_days, matches}``."""
     if raw is None:

@@ -138,3 +138,21 @@ def test_a_directory_swapped_for_a_symlink_mid_run_cannot_redirect_a_removal(opt
     assert swapped and ret["result"] is True, ret
     assert (victim / "bait").exists(), "the removal followed the swapped-in symlink"
     assert not (junk / "x.moved" / "bait").exists()
+
+
+def test_directories_handed_over_by_the_maintenance_runner(opts, tree, tmp_path):
+    """hx_maint.run passes hx:maintenance:cleanup:tmp_dirs as arguments: the same allowlist and
+    removal by descriptor, errors naming that key, and a link inside never followed."""
+    junk, victim = tree
+    state = LoadedMinion(opts, {}).states["hx_cleanup.tidied"]
+    key = "hx:maintenance:cleanup:tmp_dirs"
+    ret = state("hx maintenance cleanup", dirs=[str(junk)], age_days=0.5, key=key)
+    assert ret["result"] is True, ret
+    assert sorted(os.path.relpath(p, junk) for p in ret["changes"]["removed"]) == ["a.log", "b.tmp", "dir/c.log", "out"]
+    assert names(victim) == ["precious"]
+    for bad, match in (("/etc", "is not a cleanup directory"), (f"{junk}/../victim", "holds '..'")):
+        ret = state("hx maintenance cleanup", dirs=[bad], age_days=1, key=key)
+        assert ret["result"] is False and ret["changes"] == {} and f"{key}: {bad!r} {match}" in ret["comment"], ret
+    ret = state("hx maintenance cleanup", dirs=[str(junk)], age_days=float("inf"), key=key)
+    assert ret["result"] is False and f"{key}: age must be a number of days" in ret["comment"], ret
+    assert names(victim) == ["precious"] and "fresh.log" in names(junk)

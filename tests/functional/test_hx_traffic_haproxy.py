@@ -8,6 +8,7 @@ lab/loadgen.py: keep-alive connections, failures counted, never retried.
 
 import copy
 import os
+import subprocess
 import threading
 import time
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 
 import salt.config
 import salt.loader
+import salt.utils.args
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests.support.deps import require_binary
@@ -366,3 +368,14 @@ def test_state_weights_test_mode_then_apply_then_idempotent(minion, hap):
     assert again["result"] is True and again["changes"] == {}, again
     bad = m.state("weights", name="demo", servers={"app1_green": 999})
     assert bad["result"] is False and "weights:app1_green" in bad["comment"]
+
+
+def test_the_formulas_check_command_runs_the_real_check_and_refuses_a_shell_in_pillar(minion, hap):
+    m = minion()
+    argv = salt.utils.args.shlex_split(m.check_command()) + [hap.config]
+    assert subprocess.run(argv, capture_output=True, check=False).returncode == 0, argv
+    for bad in ("haproxy; touch /tmp/hx-pwned", "$(touch /tmp/hx-pwned)", "/usr/../sbin/haproxy", "ha proxy"):
+        pil = hap.pillar(binary=bad)
+        with pytest.raises(CommandExecutionError, match=r"hx:traffic:haproxy:binary: must be a program name"):
+            minion(pil).check_command()
+    assert not os.path.exists("/tmp/hx-pwned")

@@ -322,6 +322,12 @@ def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pilla
     assert incidents(salt_run_cli, minion="hx-m1", since=since) == []
     assert not [a for a in audit(master) if a["ts"] >= since and a["what"].startswith("remediate.recover")]
 
+    # An incident id is a cache key and a report's file name: a path or a newline never gets there.
+    for fun, bad in (("hx_incident.show", "../../../etc/passwd"), ("hx_incident.ack", "INC-1-hx-m1\n"),
+                     ("hx_incident.report", "INC-1-hx-m1/../../x")):
+        ret = salt_run_cli.run(fun, bad)
+        assert ret.returncode != 0 and "is not an incident id" in json.dumps(ret.data), (fun, ret)
+
 
 def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master,
                                               event_listener):

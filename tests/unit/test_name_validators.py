@@ -61,7 +61,15 @@ def _event_tag(name):
     return hx_remediation.parse_event(f"salt/beacon/m1/hx_health/{name}", {"id": "m1"})
 
 
+def _app_key(key):
+    def check(value):
+        return hx_apps.validate("app1", {"hosts": {"m1": "10.0.0.1"}, "lbs": ["lb1"], key: value})
+    return check
+
+
 VALIDATORS = {
+    "hx_apps.validate (backend)": (_app_key("backend"), "app1_be"),
+    "hx_apps.validate (server template)": (_app_key("server"), "{host}-{color}"),
     "hx_apps.lookup (app)": (lambda v: hx_apps.lookup({v: {"hosts": {"m1": "10.0.0.1"}, "lbs": ["lb1"]}}, v), "app1"),
     "hx_releases.validate_app": (hx_releases.validate_app, "app1"),
     "hx_releases.validate_version": (hx_releases.validate_version, "1.2.3-rc.1"),
@@ -89,3 +97,15 @@ def test_trailing_newline_is_refused(validator):
     func, good = VALIDATORS[validator]
     with pytest.raises((ValueError, hx_remediation.Rejected)):
         func(good + "\n")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("backend", "app1 be", r"hx:apps:app1: backend: invalid name"),
+    ("backend", "be;disable server x", r"hx:apps:app1: backend: invalid name"),
+    ("server", "{host} {color}", r"hx:apps:app1: server: invalid name"),
+    ("server", "{host}_{color}_{0}", r"hx:apps:app1: server: template may only use"),
+    ("server", ["{host}", "{color}"], r"hx:apps:app1: server: template must contain"),
+])
+def test_app_backend_and_server_names_reach_haproxy_only_when_valid(key, value, match):
+    with pytest.raises(ValueError, match=match):
+        _app_key(key)(value)

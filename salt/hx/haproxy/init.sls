@@ -23,7 +23,7 @@ hx_haproxy_config:
     - template: jinja
     - mode: "0640"
     - makedirs: true
-    - check_cmd: {{ hap.get("binary", "haproxy") }} -c -q -f
+    - check_cmd: {{ salt["hx_traffic.check_command"]() | json }}
     - context:
         hap: {{ hap | json }}
         apps: {{ apps | json }}
