@@ -512,10 +512,13 @@ def _traffic_hook(svc, action):
         return False, "skipped (no traffic driver)"
     try:
         __salt__[func](backend=traffic["backend"], server=traffic["server"])
+    except SaltInvocationError as exc:
+        # backend/server come from pillar hx:services:<svc>:traffic, not from the user.
+        raise hx_errors.ConfigError(f"hx:services:{svc['name']}:traffic: {exc}") from exc
     except CommandExecutionError as exc:
-        raise CommandExecutionError(
-            f"{svc['name']}: {action} of {traffic['backend']}/{traffic['server']} failed: {exc}"
-        ) from exc
+        # A bad hx:traffic pillar stays a configuration error under the added context.
+        cls = hx_errors.ConfigError if isinstance(exc, hx_errors.ConfigError) else CommandExecutionError
+        raise cls(f"{svc['name']}: {action} of {traffic['backend']}/{traffic['server']} failed: {exc}") from exc
     return True, f"{action} {traffic['backend']}/{traffic['server']}"
 
 
