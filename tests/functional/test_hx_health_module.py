@@ -569,6 +569,19 @@ def test_passing_unknown_check_fails_without_waiting(set_pillar, loaders, server
     assert "nope" in ret["comment"]
 
 
+@pytest.mark.parametrize("extra, key", [
+    ({"checks": [{"name": "app", "kind": "http", "url": "http://x/", "timout": 2}]}, "hx:health:checks[0] (app)"),
+    # found only when a poll runs: a ConfigError must not be polled until the timeout like trouble
+    ({"history": {"max_samples": "lots"}}, "hx:health:history: key 'max_samples'"),
+])
+def test_passing_bad_pillar_fails_without_waiting(set_pillar, loaders, server, closed_port, extra, key):
+    set_pillar(dict({"checks": _checks(server, closed_port)[:1]}, **extra))
+    start = time.monotonic()
+    ret = _state(loaders, timeout=30)
+    assert time.monotonic() - start < 5
+    assert ret["result"] is False and key in ret["comment"], ret["comment"]
+
+
 @pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"interval": 0}, {"timeout": "soon"},
                                     {"timeout": float("inf")}, {"interval": float("nan")}, {"timeout": 1e12},
                                     {"timeout": True}])
