@@ -86,3 +86,20 @@ def test_wrong_typed_argument_still_names_the_argument(cfg_minion, set_pillar):
     text = _text(ret)
     assert ret.returncode != 0, ret
     assert USAGE in text and "unknown service 'nope'" in text, text
+
+
+def test_bad_hx_ops_yaml_names_the_key_with_a_nonzero_exit(cfg_master):
+    run = cfg_master.salt_run_cli(timeout=60)
+    ret = run.run("saltutil.sync_all")
+    assert ret.returncode == 0, ret
+    path = os.path.join(cfg_master.config_dir, "hx_ops.yaml")
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({"hx_incident": {"escalation_timout": 60}}, fh)
+    try:
+        ret = run.run("hx_incident.list")
+    finally:
+        os.unlink(path)
+    text = _text(ret)
+    assert ret.returncode != 0, ret
+    assert "bad configuration: hx_incident:escalation_timout: unknown key" in text, text
+    assert USAGE not in text and DOCSTRING not in text and "Traceback" not in text, text
