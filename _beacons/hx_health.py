@@ -278,8 +278,8 @@ def beacon(config):
             log.warning("hx_health beacon: forecast failed: %s", exc)
         return events
     except Exception as exc:  # pylint: disable=broad-except
-        # SaltInvocationError is a malformed hx:health pillar; anything else is
-        # unexpected. Either way the minion loop must go on.
+        # hx_errors.ConfigError is a malformed hx:health pillar; anything else
+        # is unexpected. Either way the minion loop must go on.
         return _config_error(state, cfg, str(exc))
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 
 import hx_checks
+import hx_errors
 import hx_forecast
 import hx_history
 import hx_sla
@@ -76,11 +77,26 @@ def _pillar(key, default=None):
     return __salt__["pillar.get"](f"hx:health:{key}", default, unmask=True)
 
 
-def _thresholds(*overrides):
+def _thresholds(*overrides, where="thresholds", typed=True):
+    """Pillar thresholds with ``overrides`` on top.
+
+    A bad pillar is a configuration error (ConfigError naming
+    ``hx:health:thresholds``); what only the overrides break is theirs:
+    SaltInvocationError naming the argument when the user ``typed`` them,
+    ConfigError naming ``where`` when they come from pillar too (a check's own
+    thresholds).
+    """
+    pillar = _pillar("thresholds")
     try:
-        return hx_thresholds.merge(_pillar("thresholds"), *overrides)
+        base = hx_thresholds.merge(pillar)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.config(exc) from None
+    if not any(overrides):
+        return base
+    try:
+        return hx_thresholds.merge(pillar, *overrides, where=where)
+    except ValueError as exc:
+        raise (hx_errors.usage(exc) if typed else hx_errors.config(exc)) from None
 
 
 def _history_path():
@@ -147,7 +163,7 @@ def _configured_checks():
     try:
         checks = hx_checks.normalize(raw, response_time)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.config(exc) from None
     # No configuration still means something useful: watch the machine itself.
     return checks or [{"name": "system", "kind": "system", "thresholds": {}}]
 
@@ -199,7 +215,10 @@ def system(thresholds=None):
         salt '*' hx_health.system
         salt '*' hx_health.system thresholds='{"cpu": {"critical": 95}}'
     """
-    limits = _thresholds(thresholds)
+    return _measure(_thresholds(thresholds))
+
+
+def _measure(limits):
     metrics = {
         "cpu": hx_thresholds.judge("cpu", _cpu_percent(), limits, "%"),
         "memory": hx_thresholds.judge(
@@ -438,9 +457,10 @@ def _probe_process(check):
 def checks(names=None, on_demand=False):
     """
     The configured checks (pillar ``hx:health:checks``) after validation,
-    with defaults filled in; runs nothing.  A malformed configuration or an
-    unknown name raises SaltInvocationError naming it. Without names: the
-    routine checks, plus the ``on_demand`` ones when ``on_demand=True``.
+    with defaults filled in; runs nothing.  A malformed configuration raises
+    CommandExecutionError naming the pillar key, an unknown name
+    SaltInvocationError naming it. Without names: the routine checks, plus
+    the ``on_demand`` ones when ``on_demand=True``.
 
     CLI Example:
 
@@ -462,8 +482,9 @@ def checks(names=None, on_demand=False):
 def _run_one(check):
     kind = check["kind"]
     if kind == "system":
-        # Per-check overrides sit on top of pillar thresholds.
-        res = system(thresholds=check["thresholds"] or None)
+        # Per-check overrides sit on top of pillar thresholds; both are configuration.
+        res = _measure(_thresholds(check["thresholds"] or None, typed=False,
+                                   where=f"hx:health:checks ({check['name']}).thresholds"))
         return {
             f"{check['name']}:{metric}": dict(
                 result,
@@ -539,7 +560,7 @@ def check(names=None):
 def _max_samples():
     value = _pillar("history:max_samples", hx_history.DEFAULT_MAX_SAMPLES)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SaltInvocationError(
+        raise hx_errors.ConfigError(
             f"hx:health:history: key 'max_samples' must be a positive integer, got {value!r}"
         )
     return value
@@ -626,28 +647,32 @@ def sla(window_days=None, availability=None, response_time_ms=None, error_rate=N
     """
     conf = _pillar("sla", {}) or {}
     if not isinstance(conf, dict):
-        raise SaltInvocationError(f"hx:health:sla must be a mapping, got {type(conf).__name__}")
+        raise hx_errors.ConfigError(f"hx:health:sla must be a mapping, got {type(conf).__name__}")
     unknown = set(conf) - set(hx_sla.DEFAULTS)
     if unknown:
-        raise SaltInvocationError(f"hx:health:sla: unknown key(s) {', '.join(sorted(unknown))}")
-    args = {
+        raise hx_errors.ConfigError(f"hx:health:sla: unknown key(s) {', '.join(sorted(unknown))}")
+    configured = {key: conf.get(key, default) for key, default in hx_sla.DEFAULTS.items()}
+    try:
+        hx_sla.validate(**configured)
+    except ValueError as exc:
+        raise hx_errors.config(exc) from None
+    typed = {
         "window_days": window_days,
         "availability": availability,
         "response_time_ms": response_time_ms,
         "error_rate": error_rate,
     }
-    for key, value in args.items():
-        if value is None:
-            args[key] = conf.get(key, hx_sla.DEFAULTS[key])
+    args = dict(configured, **{key: value for key, value in typed.items() if value is not None})
+    try:
+        hx_sla.validate(**args, source=None)  # the pillar passed: what fails now is an argument
+    except ValueError as exc:
+        raise hx_errors.usage(exc) from None
     try:
         kinds = {c["name"]: c["kind"] for c in _configured_checks()}
-    except SaltInvocationError:
+    except hx_errors.ConfigError:
         kinds = {}  # a broken config must not hide the SLA of past samples
     samples, _ = _read_history()
-    try:
-        return hx_sla.compute(samples, time.time(), kinds=kinds, **args)
-    except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+    return hx_sla.compute(samples, time.time(), kinds=kinds, **args)
 
 
 def forecast(horizon_hours=24, lookback_hours=24):
@@ -675,7 +700,7 @@ def forecast(horizon_hours=24, lookback_hours=24):
     """
     critical = _thresholds()["disk"]["critical"]
     if critical is None:
-        raise SaltInvocationError("hx:health:thresholds: disk critical is disabled, nothing to forecast")
+        raise hx_errors.ConfigError("hx:health:thresholds: disk critical is disabled, nothing to forecast")
     samples, _ = _read_history()
     try:
         return hx_forecast.forecast(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 
+import hx_errors
 import hx_windows
 from salt.exceptions import SaltInvocationError
 
@@ -36,7 +37,7 @@ def _config():
     try:
         return hx_windows.validate(_pillar("windows"), _pillar("blackouts"), _pillar("enforce", True))
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.config(exc) from None
 
 
 def _at(at):
@@ -72,7 +73,7 @@ def windows():
     ``HH:MM``, ``tz``, ``days``, ``crosses_midnight``), blackouts and
     ``enforce``.  ``default: True`` when no window is configured and the
     built-in 02:00-06:00 UTC daily window applies.  Malformed pillar raises
-    SaltInvocationError naming the window and key.
+    CommandExecutionError naming the window and key.
 
     CLI Example:
 
@@ -136,7 +137,7 @@ def schedule_job():
     """
     The ``schedule.present`` arguments of the ``hx_highstate`` job, built from
     pillar ``hx:maintenance:schedule`` (used by ``salt://hx/maintenance``).
-    Malformed pillar raises SaltInvocationError naming the key.
+    Malformed pillar raises CommandExecutionError naming the key.
 
     CLI Example:
 
@@ -147,7 +148,7 @@ def schedule_job():
     try:
         return hx_windows.schedule_job(_pillar("schedule"))
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.config(exc) from None
 
 
 def run_if_open(fun, *args, **kwargs):

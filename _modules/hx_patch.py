@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 
+import hx_errors
 import hx_patching
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -43,10 +44,19 @@ def _pillar(key, default=None):
 
 
 def _names(value, where):
+    """Package names typed as argument ``where``."""
     try:
         return hx_patching.name_list(value, where)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.usage(exc) from None
+
+
+def _pillar_names(key):
+    """Package names of pillar ``hx:patching:<key>``."""
+    try:
+        return hx_patching.name_list(_pillar(key), f"hx:patching:{key}")
+    except ValueError as exc:
+        raise hx_errors.config(exc) from None
 
 
 def _bool(value, key):
@@ -91,8 +101,8 @@ def _plan(security_only, refresh, pkgs, exclude):
     security_only = _bool(security_only, "security_only")
     refresh = _bool(refresh, "refresh")
     names = _names(pkgs, "pkgs") or None
-    excluded = _names(_pillar("exclude"), "hx:patching:exclude") + _names(exclude, "exclude")
-    held = _names(_pillar("hold"), "hx:patching:hold")
+    excluded = _pillar_names("exclude") + _names(exclude, "exclude")
+    held = _pillar_names("hold")
     # Select first: the security lookup then only asks apt about these.
     upgrades = hx_patching.select(_upgrades(refresh), names)
     installed = __salt__["pkg.list_pkgs"]()
@@ -263,7 +273,7 @@ def reboot_policy():
     try:
         return hx_patching.reboot_policy(_pillar("auto_reboot", False), _pillar("reboot_delay_minutes"))
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.config(exc) from None
 
 
 def _reboot(call):

@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover
     HAS_REQUESTS = False
 
 try:
+    import hx_errors
     import hx_releases
 
     _IMPORT_ERROR = None
@@ -91,7 +92,7 @@ def _config(app):
     # Salt 3008 masks pillar leaves for module callers unless unmask=True.
     apps = __salt__["pillar.get"]("hx:apps", {}, unmask=True)
     if not isinstance(apps, dict):
-        raise SaltInvocationError(f"malformed pillar: hx:apps must be a mapping, got {type(apps).__name__}")
+        raise hx_errors.ConfigError(f"malformed pillar: hx:apps must be a mapping, got {type(apps).__name__}")
     if app not in apps:
         raise SaltInvocationError(
             f"unknown app '{app}': not in pillar hx:apps (known: {', '.join(sorted(apps)) or 'none'})"
@@ -99,7 +100,7 @@ def _config(app):
     try:
         return hx_releases.validate_app_config(app, apps[app])
     except ValueError as exc:
-        raise SaltInvocationError(f"malformed pillar: {exc}") from exc
+        raise hx_errors.ConfigError(f"malformed pillar: {exc}") from exc
 
 
 def _arg(func, value, what):
@@ -107,6 +108,16 @@ def _arg(func, value, what):
         return func(value)
     except ValueError as exc:
         raise SaltInvocationError(f"{what}: {exc}") from exc
+
+
+def _source(cfg, version, source):
+    """The rendered source: a typed ``source=`` is the user's, the pillar's is configuration."""
+    if source:
+        return _arg(lambda s: hx_releases.render_source(s, cfg["app"], version), source, "source")
+    try:
+        return hx_releases.render_source(cfg["source"], cfg["app"], version)
+    except ValueError as exc:
+        raise hx_errors.ConfigError(f"hx:apps:{cfg['app']}:source: {exc}") from exc
 
 
 def _bool(value):
@@ -129,10 +140,11 @@ def _service_for(cfg, slot, restart):
         raise CommandExecutionError(
             f"{cfg['app']}: slot {slot} has service {service} but hx_service is not loaded (sync _modules)"
         )
+    # The service name is the pillar's: hx_service's "unknown service" usage error is configuration here.
     try:
         __salt__["hx_service.status"](service)
     except SaltInvocationError as exc:
-        raise SaltInvocationError(f"hx:apps:{cfg['app']}:slots:{slot}:service: {exc}") from exc
+        raise hx_errors.ConfigError(f"hx:apps:{cfg['app']}:slots:{slot}:service: {exc}") from exc
     return service
 
 
@@ -539,9 +551,7 @@ def plan(app, version, slot, source=None, checksum=None):
     version = _arg(hx_releases.validate_version, version, "version")
     slot = _arg(hx_releases.validate_slot, slot, "slot")
     expected = _arg(hx_releases.normalize_checksum, checksum, "checksum") if checksum is not None else cfg["checksums"].get(version)
-    source = source or cfg["source"]
-    if source:
-        source = _arg(lambda s: hx_releases.render_source(s, app, version), source, "source")
+    source = _source(cfg, version, source) if source or cfg["source"] else None
     installed = _installed(cfg)
     meta = installed.get(version)
     service = cfg["slots"][slot]["service"]
@@ -612,11 +622,9 @@ def install(app, version, slot, source=None, checksum=None, restart=True):
     version = _arg(hx_releases.validate_version, version, "version")
     slot = _arg(hx_releases.validate_slot, slot, "slot")
     restart = _bool(restart)
-    if source is None:
-        if not cfg["source"]:
-            raise SaltInvocationError(f"no source: pass source= or set pillar hx:apps:{app}:source")
-        source = cfg["source"]
-    source = _arg(lambda s: hx_releases.render_source(s, app, version), source, "source")
+    if source is None and not cfg["source"]:
+        raise SaltInvocationError(f"no source: pass source= or set pillar hx:apps:{app}:source")
+    source = _source(cfg, version, source)
     _check_slot_path(cfg, slot)
     service = _service_for(cfg, slot, restart)
     expected, origin = _expected_checksum(cfg, version, source, checksum)

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - not on Windows
 try:
     import hx_budget
     import hx_deps
+    import hx_errors
     import hx_intent
     import hx_services
     import hx_supervisor
@@ -100,7 +101,7 @@ def _config():
             "recovery": hx_services.validate_recovery(get("hx:recovery", None)),
         }
     except ValueError as exc:
-        raise SaltInvocationError(f"malformed pillar: {exc}") from exc
+        raise hx_errors.ConfigError(f"malformed pillar: {exc}") from exc
 
 
 def _graph(cfg):
@@ -129,17 +130,30 @@ def _names(name, cfg, allow_all=False):
 
 
 def _start_order(cfg, names):
+    # The names were checked by _names: what fails here is the requires graph of the pillar.
     try:
         return hx_deps.start_order(_graph(cfg), names)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from exc
+        raise hx_errors.ConfigError(f"hx:services: {exc}") from exc
 
 
 def _stop_order(cfg, names):
     try:
         return hx_deps.stop_order(_graph(cfg), names)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from exc
+        raise hx_errors.ConfigError(f"hx:services: {exc}") from exc
+
+
+def _health_call(fun, svc):
+    """``hx_health.<fun>`` on the checks ``svc`` declares.
+
+    The names come from pillar hx:services:<svc>:health, not from the user:
+    hx_health's "unknown check" usage error is a configuration error here.
+    """
+    try:
+        return __salt__[fun](names=svc["health"])
+    except SaltInvocationError as exc:
+        raise hx_errors.ConfigError(f"hx:services:{svc['name']}:health: {exc}") from exc
 
 
 def _check_health_names(cfg, names):
@@ -150,10 +164,7 @@ def _check_health_names(cfg, names):
             continue
         if "hx_health.checks" not in __salt__:
             raise CommandExecutionError(f"{item}: declares health checks {svc['health']} but hx_health is not loaded")
-        try:
-            __salt__["hx_health.checks"](names=svc["health"])
-        except SaltInvocationError as exc:
-            raise SaltInvocationError(f"hx:services:{item}:health: {exc}") from exc
+        _health_call("hx_health.checks", svc)
 
 
 def _budget_cfg(cfg, svc):
@@ -178,7 +189,7 @@ class _Supervisord:
         self.bin_env = svc["bin_env"] or sup["bin_env"]
         # supervisord.* acts on EVERY program when the name is empty.
         if not self.program:
-            raise SaltInvocationError(f"{self.name}: empty supervisord program name")
+            raise hx_errors.ConfigError(f"hx:services:{self.name}:program: empty supervisord program name")
 
     def _kw(self):
         return {"conf_file": self.conf, "bin_env": self.bin_env}
@@ -463,10 +474,7 @@ def _health(svc, proc):
         raise CommandExecutionError(
             f"{svc['name']}: declares health checks {svc['health']} but hx_health is not loaded"
         )
-    try:
-        res = __salt__["hx_health.check"](names=svc["health"])
-    except SaltInvocationError as exc:
-        raise SaltInvocationError(f"hx:services:{svc['name']}:health: {exc}") from exc
+    res = _health_call("hx_health.check", svc)
     checks = res.get("checks", {}) if isinstance(res, dict) else {}
     bad = [f"{n}: {c.get('message', c.get('status'))}" for n, c in checks.items() if c.get("status") not in PASSING]
     return {
@@ -504,10 +512,13 @@ def _traffic_hook(svc, action):
         return False, "skipped (no traffic driver)"
     try:
         __salt__[func](backend=traffic["backend"], server=traffic["server"])
+    except SaltInvocationError as exc:
+        # backend/server come from pillar hx:services:<svc>:traffic, not from the user.
+        raise hx_errors.ConfigError(f"hx:services:{svc['name']}:traffic: {exc}") from exc
     except CommandExecutionError as exc:
-        raise CommandExecutionError(
-            f"{svc['name']}: {action} of {traffic['backend']}/{traffic['server']} failed: {exc}"
-        ) from exc
+        # A bad hx:traffic pillar stays a configuration error under the added context.
+        cls = hx_errors.ConfigError if isinstance(exc, hx_errors.ConfigError) else CommandExecutionError
+        raise cls(f"{svc['name']}: {action} of {traffic['backend']}/{traffic['server']} failed: {exc}") from exc
     return True, f"{action} {traffic['backend']}/{traffic['server']}"
 
 
@@ -601,8 +612,8 @@ def start(name, timeout=None, owner=None, reason=None, **kwargs):
         Who starts it and why, for the intent record (default: the
         calling user).
 
-    Unknown services, cycles and malformed pillar raise SaltInvocationError
-    before anything is started. A service that does not become healthy
+    Unknown services raise SaltInvocationError, cycles and malformed pillar
+    CommandExecutionError naming the pillar key, before anything is started. A service that does not become healthy
     raises CommandExecutionError naming it, what was started before it and
     what was not started.
 

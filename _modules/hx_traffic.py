@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - not on Windows
     fcntl = None
 
 try:
+    import hx_errors
     import hx_haproxy
     import hx_nginx
     import hx_numbers
@@ -67,24 +68,29 @@ def _pillar(key, default=None):
 
 
 def _driver(driver=None):
-    driver = driver or _pillar("hx:traffic:driver", "haproxy") or "haproxy"
+    # A typed driver= is the user's mistake; the pillar's is the configuration's.
+    if driver:
+        if driver not in DRIVERS:
+            raise SaltInvocationError(f"driver: must be one of {', '.join(DRIVERS)}, got {driver!r}")
+        return driver
+    driver = _pillar("hx:traffic:driver", "haproxy") or "haproxy"
     if driver not in DRIVERS:
-        raise SaltInvocationError(f"hx:traffic:driver: must be one of {', '.join(DRIVERS)}, got {driver!r}")
+        raise hx_errors.ConfigError(f"hx:traffic:driver: must be one of {', '.join(DRIVERS)}, got {driver!r}")
     return driver
 
 
 def _section(name):
     conf = _pillar(f"hx:traffic:{name}", {}) or {}
     if not isinstance(conf, dict):
-        raise SaltInvocationError(f"hx:traffic:{name}: must be a mapping, got {type(conf).__name__}")
+        raise hx_errors.ConfigError(f"hx:traffic:{name}: must be a mapping, got {type(conf).__name__}")
     for key in ("socket", "config", "state_file", "pidfile", "master_socket", "binary", "upstream_file",
                 "reload_cmd"):
         val = conf.get(key)
         if val is not None and (not isinstance(val, str) or not val):
-            raise SaltInvocationError(f"hx:traffic:{name}:{key}: must be a non-empty string, got {val!r}")
+            raise hx_errors.ConfigError(f"hx:traffic:{name}:{key}: must be a non-empty string, got {val!r}")
     timeout = conf.get("timeout", 5)
     if not hx_numbers.is_finite(timeout) or timeout <= 0:
-        raise SaltInvocationError(f"hx:traffic:{name}:timeout: must be a number > 0, got {hx_numbers.shown(timeout)}")
+        raise hx_errors.ConfigError(f"hx:traffic:{name}:timeout: must be a number > 0, got {hx_numbers.shown(timeout)}")
     return dict(conf, timeout=float(timeout), binary=conf.get("binary") or name)
 
 
@@ -119,22 +125,22 @@ def check_command():
 def _hap():
     conf = _section("haproxy")
     if not conf.get("socket"):
-        raise SaltInvocationError("hx:traffic:haproxy:socket: required (unix path or tcp:host:port)")
+        raise hx_errors.ConfigError("hx:traffic:haproxy:socket: required (unix path or tcp:host:port)")
     return conf
 
 
 def _ngx():
     conf = _section("nginx")
     if not conf.get("upstream_file"):
-        raise SaltInvocationError("hx:traffic:nginx:upstream_file: required")
+        raise hx_errors.ConfigError("hx:traffic:nginx:upstream_file: required")
     names = conf.get("servers") or {}
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
-        raise SaltInvocationError("hx:traffic:nginx:servers: must map server name -> 'host:port'")
+        raise hx_errors.ConfigError("hx:traffic:nginx:servers: must map server name -> 'host:port'")
     return conf
 
 
 def _invalid(exc):
-    return SaltInvocationError(str(exc))
+    return hx_errors.usage(exc)
 
 
 def _name(kind, value):
@@ -857,7 +863,7 @@ def save_state():
     """
     conf = _hap()
     if not conf.get("state_file"):
-        raise SaltInvocationError("hx:traffic:haproxy:state_file: required to save state")
+        raise hx_errors.ConfigError("hx:traffic:haproxy:state_file: required to save state")
     with _lock():
         path = _hap_save_state(conf)
     return {"state_file": path, "servers": sum(len(s) for s in _hap_state(conf).values())}
@@ -879,7 +885,7 @@ def config_weights(driver=None):
                 for be, block in _ngx_load(_ngx())[1].items()}
     conf = _hap()
     if not conf.get("config"):
-        raise SaltInvocationError("hx:traffic:haproxy:config: required to read config weights")
+        raise hx_errors.ConfigError("hx:traffic:haproxy:config: required to read config weights")
     return hx_haproxy.config_weights(_read(conf["config"], "haproxy config"))
 
 
@@ -924,8 +930,8 @@ def reload(driver=None):
             except OSError as exc:
                 raise CommandExecutionError(f"haproxy reload: cannot signal master {master}: {exc}") from exc
         else:
-            raise SaltInvocationError("hx:traffic:haproxy: set master_socket or pidfile to reload "
-                                      "(master-worker mode); hx never stops and starts haproxy")
+            raise hx_errors.ConfigError("hx:traffic:haproxy: set master_socket or pidfile to reload "
+                                        "(master-worker mode); hx never stops and starts haproxy")
         new = None
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import hx_errors
 import hx_numbers
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def passing(name, checks=None, timeout=60, interval=2, allow_warning=False):
     try:
         # Validates the config and names without running any probe.
         selected = __salt__["hx_health.checks"](names=checks)
-    except SaltInvocationError as exc:
+    except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = f"Cannot gate on health checks: {exc}"
         return ret
     listed = ", ".join(c["name"] for c in selected)
@@ -106,7 +107,8 @@ def passing(name, checks=None, timeout=60, interval=2, allow_warning=False):
         try:
             results = __salt__["hx_health.check"](names=checks)
             last_error = None
-        except SaltInvocationError as exc:
+        except (SaltInvocationError, hx_errors.ConfigError) as exc:
+            # Neither a bad argument nor a bad pillar fixes itself: fail now.
             ret["comment"] = f"Cannot gate on health checks: {exc}"
             return ret
         except CommandExecutionError as exc:

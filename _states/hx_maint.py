@@ -18,7 +18,7 @@ recorded (minion log and audit log).
 """
 import logging
 
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def window(name, emergency=False):
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
         status = __salt__["hx_maint.window_open"](emergency=emergency)
-    except SaltInvocationError as exc:
+    # A bad pillar is a ConfigError (CommandExecutionError), a bad emergency= a usage error.
+    except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = f"Cannot evaluate maintenance windows: {exc}"
         return ret
     if status["open"]:

@@ -2,8 +2,9 @@
 and validation of the ``hx:apps`` pillar.
 
 Every error is a ValueError whose message names the bad value (and, for
-pillar, the key) so hx_release can turn it into a SaltInvocationError before
-anything is touched. Nothing here does I/O.
+pillar, the key) so hx_release can turn it into a SaltInvocationError (an
+argument) or an hx_errors.ConfigError (pillar) before anything is touched.
+Nothing here does I/O.
 """
 
 import re

@@ -40,26 +40,28 @@ def _pct(part, whole):
     return round(100.0 * part / whole, 4) if whole else None
 
 
-def validate(window_days, availability, response_time_ms, error_rate):
-    """ValueError naming the bad argument; returns the floats."""
+def validate(window_days, availability, response_time_ms, error_rate, source="hx:health:sla"):
+    """ValueError naming the bad key (``source: key 'x'``, or the argument ``x`` when source is None)."""
     values = {
         "window_days": window_days,
         "availability": availability,
         "response_time_ms": response_time_ms,
         "error_rate": error_rate,
     }
+
+    def name(key):
+        return f"{source}: key {key!r}" if source else key
+
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"hx:health:sla: key {key!r} must be a number, got {value!r}")
+            raise ValueError(f"{name(key)} must be a number, got {value!r}")
     if window_days <= 0:
-        raise ValueError(f"hx:health:sla: key 'window_days' must be > 0, got {window_days!r}")
+        raise ValueError(f"{name('window_days')} must be > 0, got {window_days!r}")
     for key in ("availability", "error_rate"):
         if not 0 <= values[key] <= 100:
-            raise ValueError(f"hx:health:sla: key {key!r} must be a percentage 0-100, got {values[key]!r}")
+            raise ValueError(f"{name(key)} must be a percentage 0-100, got {values[key]!r}")
     if response_time_ms <= 0:
-        raise ValueError(
-            f"hx:health:sla: key 'response_time_ms' must be > 0, got {response_time_ms!r}"
-        )
+        raise ValueError(f"{name('response_time_ms')} must be > 0, got {response_time_ms!r}")
     return {key: float(value) for key, value in values.items()}
 
 

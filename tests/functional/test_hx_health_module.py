@@ -16,7 +16,7 @@ import hx_history
 import pytest
 import salt.config
 import yaml
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 from saltfactories.utils.functional import Loaders
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -388,10 +388,41 @@ def test_check_unknown_name(set_pillar, loaders, server, closed_port):
 
 def test_check_malformed_config(set_pillar, loaders, history_path):
     set_pillar({"checks": [{"name": "app", "kind": "http", "url": "http://x/", "timout": 2}]})
-    with pytest.raises(SaltInvocationError) as exc:
+    # A configuration error, not a usage error: no "Passed invalid arguments" and docstring.
+    with pytest.raises(CommandExecutionError) as exc:
         loaders.modules.hx_health.check()
+    assert not isinstance(exc.value, SaltInvocationError)
     assert "hx:health:checks[0] (app): key 'timout' is not allowed for kind http" in str(exc.value)
     assert not os.path.exists(history_path)
+
+
+@pytest.mark.parametrize("pillar, call, key", [
+    ({"thresholds": {"cpu": {"critical": "high"}}}, ("system", {}), "hx:health:thresholds"),
+    ({"thresholds": {"disk": {"critical": None}}}, ("forecast", {}), "hx:health:thresholds: disk critical"),
+    ({"checks": [{"name": "s", "kind": "system", "thresholds": {"cpu": {"warning": 99}}}]}, ("check", {}),
+     r"hx:health:checks\[0\] \(s\)\.thresholds\.cpu: warning \(99"),
+    # valid alone, not over the pillar's: the check's own thresholds, named as such
+    ({"checks": [{"name": "s", "kind": "system", "thresholds": {"cpu": {"warning": 60}}}],
+      "thresholds": {"cpu": {"warning": 40, "critical": 50}}}, ("check", {}), r"hx:health:checks \(s\)\.thresholds\.cpu: warning \(60"),
+    ({"sla": {"availabilty": 99}}, ("sla", {}), "hx:health:sla: unknown key"),
+    ({"sla": {"availability": 150}}, ("sla", {}), "hx:health:sla: key 'availability'"),
+    ({"checks": "app"}, ("checks", {}), "hx:health:checks"),
+])
+def test_pillar_errors_are_configuration_errors_naming_the_key(set_pillar, loaders, pillar, call, key):
+    set_pillar(pillar)
+    fun, kwargs = call
+    with pytest.raises(CommandExecutionError, match=key) as exc:
+        getattr(loaders.modules.hx_health, fun)(**kwargs)
+    assert not isinstance(exc.value, SaltInvocationError), exc.value
+
+
+def test_typed_arguments_stay_usage_errors_naming_the_argument(set_pillar, loaders):
+    set_pillar({"sla": {"availability": 99}, "thresholds": {"cpu": {"critical": 90}}})
+    mod = loaders.modules.hx_health
+    with pytest.raises(SaltInvocationError, match="^availability must be a percentage"):
+        mod.sla(availability=150)
+    with pytest.raises(SaltInvocationError, match=r"^thresholds\.cpu: warning \(95\) is greater"):
+        mod.system(thresholds={"cpu": {"warning": 95}})
 
 
 def test_history_limit_name_and_max_samples(set_pillar, loaders, server, closed_port, history_path):
@@ -413,7 +444,7 @@ def test_history_limit_name_and_max_samples(set_pillar, loaders, server, closed_
 
 def test_bad_max_samples(set_pillar, loaders):
     set_pillar({"history": {"max_samples": "lots"}})
-    with pytest.raises(SaltInvocationError, match="max_samples"):
+    with pytest.raises(CommandExecutionError, match="hx:health:history: key 'max_samples'"):
         loaders.modules.hx_health.check()
 
 
@@ -536,6 +567,19 @@ def test_passing_unknown_check_fails_without_waiting(set_pillar, loaders, server
     assert time.monotonic() - start < 5
     assert ret["result"] is False
     assert "nope" in ret["comment"]
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"checks": [{"name": "app", "kind": "http", "url": "http://x/", "timout": 2}]}, "hx:health:checks[0] (app)"),
+    # found only when a poll runs: a ConfigError must not be polled until the timeout like trouble
+    ({"history": {"max_samples": "lots"}}, "hx:health:history: key 'max_samples'"),
+])
+def test_passing_bad_pillar_fails_without_waiting(set_pillar, loaders, server, closed_port, extra, key):
+    set_pillar(dict({"checks": _checks(server, closed_port)[:1]}, **extra))
+    start = time.monotonic()
+    ret = _state(loaders, timeout=30)
+    assert time.monotonic() - start < 5
+    assert ret["result"] is False and key in ret["comment"], ret["comment"]
 
 
 @pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"interval": 0}, {"timeout": "soon"},

@@ -498,10 +498,27 @@ def test_bad_input_touches_nothing(minion, root, fileserver, kwargs, match):
     assert len(fileserver.httpd.hits) == hits
 
 
-def test_unknown_slot_service_is_bad_input(minion, root):
+def test_unknown_slot_service_is_a_configuration_error(minion, root):
+    # The name is in pillar, not typed: CommandExecutionError naming the key, no docstring.
     m = minion(slots={"blue": {"port": 1, "service": "no-such-service"}})
-    with pytest.raises(SaltInvocationError, match="slots:blue:service.*unknown service 'no-such-service'"):
+    with pytest.raises(CommandExecutionError,
+                       match="hx:apps:demo:slots:blue:service.*unknown service 'no-such-service'") as exc:
         m.install("demo", "1.0.0", "blue")
+    assert not isinstance(exc.value, SaltInvocationError), exc.value
+    assert not os.path.exists(root / "demo")
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"keep": "lots"}, "hx:apps:demo:keep"),
+    ({"source": "ftp://x/{app}.tgz"}, "hx:apps:demo:source"),
+    ({"slots": {"red": {"port": 1}}}, "hx:apps:demo:slots"),
+])
+def test_malformed_app_pillar_is_a_configuration_error(minion, root, override, match):
+    m = minion(**override)
+    for call in (lambda: m.install("demo", "1.0.0", "blue"), lambda: m.plan("demo", "1.0.0", "blue")):
+        with pytest.raises(CommandExecutionError, match=match) as exc:
+            call()
+        assert not isinstance(exc.value, SaltInvocationError), exc.value
     assert not os.path.exists(root / "demo")
 
 

@@ -281,10 +281,18 @@ def test_unreachable_socket_is_a_clear_error(minion, tmp_path):
     m2 = minion({"hx": {"traffic": {"haproxy": {"socket": f"tcp:127.0.0.1:{port}", "timeout": 1}}}})
     with pytest.raises(CommandExecutionError, match=f"tcp:127.0.0.1:{port} unreachable"):
         m2.weights("demo", {"app1_green": 100})
-    with pytest.raises(SaltInvocationError, match="hx:traffic:haproxy:socket"):
-        minion({"hx": {"traffic": {}}}).servers()
-    with pytest.raises(SaltInvocationError, match="hx:traffic:driver"):
-        minion({"hx": {"traffic": {"driver": "f5"}}}).servers()
+    # A wrong pillar is a configuration error naming the key, not a usage error
+    # (which salt-call would answer with "Passed invalid arguments" and the docstring).
+    for pillar, key in (({}, "hx:traffic:haproxy:socket: required"),
+                        ({"driver": "f5"}, "hx:traffic:driver: must be one of"),
+                        ({"haproxy": {"socket": missing, "timeout": "x"}}, "hx:traffic:haproxy:timeout"),
+                        ({"haproxy": ["socket"]}, "hx:traffic:haproxy: must be a mapping")):
+        with pytest.raises(CommandExecutionError, match=key) as exc:
+            minion({"hx": {"traffic": pillar}}).servers()
+        assert not isinstance(exc.value, SaltInvocationError), exc.value
+    # A typed driver= is the user's: a usage error naming the argument.
+    with pytest.raises(SaltInvocationError, match="^driver: must be one of"):
+        m.servers(driver="f5")
     # A minion that drives no LB: hx_service's hooks can ask, and a direct
     # drain/ready is an operational error (hx_service then does not stop).
     bare = minion({"hx": {"services": {}}})
