@@ -116,7 +116,7 @@ def check_command():
     """
     binary = _section("haproxy")["binary"]
     if not _BINARY_RE.fullmatch(binary) or ".." in binary.split("/"):
-        raise CommandExecutionError(
+        raise hx_errors.ConfigError(
             f"hx:traffic:haproxy:binary: must be a program name or an absolute path without spaces, "
             f"quotes or '..', got {binary[:80]!r}")
     return f"{shlex.quote(binary)} -c -q -f"
