@@ -97,8 +97,13 @@ def service_pillar(sup, ports, beacon=True, **extra):
         "hx": {
             "supervisord": {"conf": sup.conf, "bin_env": VENV},
             "services": {
-                "demo": {"provider": "supervisord", "health": ["demo_http"], "start_timeout": 10},
-                "stormy": {"provider": "supervisord", "health": ["stormy_http"], "start_timeout": 10},
+                # Tests here kill demo and stormy again and again, each its own story: only a relapse
+                # within 5 s counts towards flapping, so one test's recovery is not held against the
+                # next one's (flapping and budgets have their own tests, with crashy).
+                "demo": {"provider": "supervisord", "health": ["demo_http"], "start_timeout": 10,
+                         "flap": {"window": 5}},
+                "stormy": {"provider": "supervisord", "health": ["stormy_http"], "start_timeout": 10,
+                           "flap": {"window": 5}},
                 "crashy": {"provider": "supervisord", "health": ["crashy_http"], "start_timeout": 5,
                            "budget": {"max": 2, "window": 900}},
             },
