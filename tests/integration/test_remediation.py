@@ -97,13 +97,14 @@ def service_pillar(sup, ports, beacon=True, **extra):
         "hx": {
             "supervisord": {"conf": sup.conf, "bin_env": VENV},
             "services": {
-                # Tests here kill demo and stormy again and again, each its own story: only a relapse
-                # within 5 s counts towards flapping, so one test's recovery is not held against the
-                # next one's (flapping and budgets have their own tests, with crashy).
+                # Tests here kill demo and stormy again and again, each its own story: a restart
+                # budget for the whole module and only a relapse within 5 s counting towards
+                # flapping, so one test's recovery is not held against the next one's (budgets and
+                # flapping have their own test, with crashy).
                 "demo": {"provider": "supervisord", "health": ["demo_http"], "start_timeout": 10,
-                         "flap": {"window": 5}},
+                         "budget": {"max": 50, "window": 900}, "flap": {"window": 5}},
                 "stormy": {"provider": "supervisord", "health": ["stormy_http"], "start_timeout": 10,
-                           "flap": {"window": 5}},
+                           "budget": {"max": 50, "window": 900}, "flap": {"window": 5}},
                 "crashy": {"provider": "supervisord", "health": ["crashy_http"], "start_timeout": 5,
                            "budget": {"max": 2, "window": 900}},
             },
