@@ -29,15 +29,16 @@ salt._logging.shutdown_temp_handler()
 # ``--durations`` on the 2-core CI machine; docs/testing.md has the table.
 # A module not listed sorts by tier: integration, then functional, then unit.
 MODULE_COST = {
-    "tests/integration/test_canary.py": 395,
-    "tests/integration/test_maint_run.py": 310,
-    "tests/integration/test_remediation.py": 340,
-    "tests/integration/test_deploy.py": 295,
-    "tests/integration/test_services.py": 170,
-    "tests/integration/test_health.py": 150,
-    "tests/functional/test_hx_service_supervisord.py": 130,
-    "tests/integration/test_patching.py": 85,
-    "tests/integration/test_fresh_install.py": 75,
+    "tests/integration/test_remediation.py": 476,
+    "tests/integration/test_canary.py": 351,
+    "tests/integration/test_maint_run.py": 344,
+    "tests/integration/test_deploy.py": 250,
+    "tests/integration/test_health.py": 113,
+    "tests/functional/test_hx_service_supervisord.py": 110,
+    "tests/integration/test_services.py": 103,
+    "tests/integration/test_patching.py": 86,
+    "tests/integration/test_fresh_install.py": 85,
+    "tests/functional/test_hx_release.py": 56,
     "tests/integration/test_maintenance.py": 55,
 }
 TIER_COST = {"integration": 40, "functional": 10, "unit": 0}
