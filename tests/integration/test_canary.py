@@ -362,19 +362,14 @@ def test_paused_canary_survives_a_master_restart_and_abort_works(fleet, master, 
     assert state["running"] is None and state["live"] == stable
 
 
+# The rest of the table: tests/functional/test_hx_deploy_bad_numbers.py.
 CANARY_BAD_NUMBERS = [
     (["step_interval=inf"], "step_interval: must be a number over 0 and at most 86400 s, got 'inf'"),
-    (["step_interval=.inf"], "step_interval: must be a number over 0 and at most 86400 s, got inf"),
     (["sample_interval=.nan"], "sample_interval: must be a number over 0 and at most 3600 s, got nan"),
-    (["min_requests=True"], "min_requests: must be a whole number from 0 to 1000000000, got True"),
-    (["error_rate=-1"], "error_rate: must be a number from 0 to 100 %, got -1"),
-    (["max_repeats=1e12"], "max_repeats: must be a whole number from 0 to 100, got '1e12'"),
-    (["keep_warm=1e12"], "keep_warm: must be a number from 0 to 604800 s, got '1e12'"),
     (['steps=[{"percent": 10, "interval": .inf}, 100]'],
      "steps[0].interval: must be a number over 0 and at most 86400 s, got inf"),
     (["canary_traffic_percentage=20", "canary_monitoring_time=.inf"],
      "canary_monitoring_time: must be a number over 0 and at most 86400 s, got inf"),
-    (["canary_traffic_percentage=.nan"], "canary_traffic_percentage: nan is neither a percentage nor"),
 ]
 
 

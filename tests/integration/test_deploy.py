@@ -243,15 +243,13 @@ def _store_view(fleet):
     return records, status["running"], states
 
 
+# Through salt-run: how the command line hands each over (YAML: .inf a float, 1e12 and nan text).
+# The rest of the table: tests/functional/test_hx_deploy_bad_numbers.py.
 BAD_NUMBERS = [
     ("bake=.inf", "bake: must be a number from 0 to 86400 s, got inf"),
     ("bake=.nan", "bake: must be a number from 0 to 86400 s, got nan"),
     ("bake=nan", "bake: must be a number from 0 to 86400 s, got 'nan'"),
     ("bake=1e12", "bake: must be a number from 0 to 86400 s, got '1e12'"),
-    ("bake=True", "bake: must be a number from 0 to 86400 s, got True"),
-    ("bake=-1", "bake: must be a number from 0 to 86400 s, got -1"),
-    ("bake=soon", "bake: must be a number from 0 to 86400 s, got 'soon'"),
-    ("keep_warm=.inf", "keep_warm: must be a number from 0 to 604800 s, got inf"),
 ]
 
 
