@@ -10,17 +10,6 @@ table lives here, where each costs milliseconds instead of a salt-run.
 import pytest
 
 import hx_rollout
-from tests.support.fakefleet import FakeFleet, app_pillar, load_runner
-
-
-@pytest.fixture
-def fleet():
-    return FakeFleet(live="blue")
-
-
-@pytest.fixture
-def runner(tmp_path, fleet, monkeypatch):
-    return load_runner(tmp_path, fleet, {"demo": app_pillar()}, monkeypatch)
 
 
 def untouched(runner, fleet):

@@ -14,17 +14,6 @@ import signal
 import pytest
 
 import hx_rollout
-from tests.support.fakefleet import FakeFleet, app_pillar, load_runner
-
-
-@pytest.fixture
-def fleet():
-    return FakeFleet(live="blue")
-
-
-@pytest.fixture
-def runner(tmp_path, fleet, monkeypatch):
-    return load_runner(tmp_path, fleet, {"demo": app_pillar()}, monkeypatch)
 
 
 def kill_self(sig):
