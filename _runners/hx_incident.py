@@ -18,7 +18,9 @@ import time
 import hx_audit
 import hx_fleet
 import hx_incidents
+import hx_numbers
 import hx_runner
+import hx_typed
 
 try:
     import requests  # noqa: F401  (hx_incidents.make_desk posts with it)
@@ -55,10 +57,6 @@ def _out(d, ret):
     return d.secrets.scrub_obj(ret)
 
 
-def _who(by):
-    return by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
-
-
 def list_(status=None, severity=None, minion=None, since=None):
     """
     Incidents, most urgent first, with a table printed to salt-run.
@@ -80,13 +78,17 @@ def list_(status=None, severity=None, minion=None, since=None):
         salt-run hx_incident.list status=active severity=P1
         salt-run hx_incident.list minion=web1 since=-86400
     """
+    try:
+        status, severity, minion = hx_incidents.filters(status, severity, minion)
+        if since is not None:
+            since = hx_numbers.check("since", since, hx_numbers.INCIDENT_RUNNER["since"], text=True)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
+    if since is not None and since < 0:
+        since = time.time() + since
     d, err = _desk_or_error()
     if err:
         return err
-    if since is not None:
-        since = float(since)
-        if since < 0:
-            since = time.time() + since
     found = [i for i in d.store.all() if hx_incidents.matches(i, status, severity, minion, since)]
     found = hx_incidents.sort_by_priority(found)
     rows = [
@@ -128,13 +130,19 @@ def ack(incident, by=None, note=None):
     """
     Acknowledge an incident: stops its escalation; PagerDuty gets ``acknowledge``.
 
+    by
+        Who acknowledges (one line, at most 128 characters); default the
+        invoking user.
+    note
+        Free text for the timeline (at most 4096 characters).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run hx_incident.ack INC-1732900000-web1 by=alice note='looking at it'
     """
-    return _change(incident, "acknowledge", _who(by), note)
+    return _change(incident, "acknowledge", by, note)
 
 
 def resolve(incident, by=None, note=None):
@@ -147,7 +155,7 @@ def resolve(incident, by=None, note=None):
 
         salt-run hx_incident.resolve INC-1732900000-web1 by=alice note='disk replaced'
     """
-    return _change(incident, "resolve", _who(by), note)
+    return _change(incident, "resolve", by, note)
 
 
 def _find(incident):
@@ -168,6 +176,11 @@ def _find(incident):
 
 
 def _change(incident, what, by, note):
+    try:
+        by = hx_runner.who(by)
+        note = hx_typed.operator_text("note", note, 4096, lines=True)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     d, _, err = _find(incident)
     if err:
         return err
@@ -206,12 +219,20 @@ def report(incident, path=None):
     ``<reports_dir>/<id>.md`` (default ``<cachedir>/hx/reports``) and return
     its path and text.
 
+    path
+        Write it here instead: an absolute path ending in ``.md`` (no ``..``).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run hx_incident.report INC-1732900000-web1
+        salt-run hx_incident.report INC-1732900000-web1 path=/srv/postmortems/web1.md
     """
+    try:
+        path = hx_typed.report_path(path)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     d, inc, err = _find(incident)
     if err:
         return err
@@ -223,5 +244,5 @@ def report(incident, path=None):
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, target)
-    hx_audit.write(__opts__, _who(None), "incident.report", inc["minion"], "written", incident=incident, path=target)
+    hx_audit.write(__opts__, hx_runner.who(), "incident.report", inc["minion"], "written", incident=incident, path=target)
     return {"result": True, "path": target, "text": text}

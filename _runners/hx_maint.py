@@ -35,6 +35,7 @@ import hx_fleet
 import hx_lease
 import hx_maintrun
 import hx_runner
+import hx_typed
 import hx_store
 
 try:
@@ -841,6 +842,7 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
         salt-run hx_maint.run tgt=app1 emergency=True reboot=False
     """
     try:
+        tgt, tgt_type = hx_typed.target(tgt, tgt_type)
         opts = _run_opts(batch, emergency, max_fail_percentage, security_only, reboot, services)
         break_lock = "force" if str(break_lock).lower() == "force" else _bool(break_lock, "break_lock")
     except ValueError as exc:
@@ -917,6 +919,7 @@ def plan(tgt, tgt_type="glob", batch=1, emergency=False, security_only=None, reb
         salt-run hx_maint.plan tgt='app*' batch=1
     """
     try:
+        tgt, tgt_type = hx_typed.target(tgt, tgt_type)
         opts = _run_opts(batch, emergency, 0, security_only, reboot, services)
     except ValueError as exc:
         return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
@@ -1027,6 +1030,11 @@ def status(run=None, **kwargs):  # pylint: disable=redefined-outer-name,unused-a
         salt-run hx_maint.status
         salt-run hx_maint.status run=maint-20240601T020000-ab12cd
     """
+    if run is not None:
+        try:
+            run = hx_typed.maint_run_id("run", run)
+        except ValueError as exc:
+            return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     store = hx_store.Store(__opts__)
     holder = store.get(LOCKS, LOCK_KEY)
     out = {"result": True, "running": False, "lock": None}

@@ -31,6 +31,7 @@ import hx_incidents
 import hx_intent
 import hx_remediation
 import hx_runner
+import hx_typed
 from hx_remediation import Rejected
 
 log = logging.getLogger(__name__)
@@ -678,7 +679,11 @@ def disable(reason=None, by=None):
 
         salt-run hx_remediate.disable reason='storage migration'
     """
-    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    try:
+        who = hx_runner.who(by)
+        reason = hx_typed.operator_text("reason", reason, 1024)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     rec = {"enabled": False, "reason": reason or "no reason given", "by": who, "at": time.time()}
     _cache().store(SWITCH_BANK, "switch", rec)
     hx_audit.write(__opts__, who, "remediate.disable", "*", "disabled", reason=rec["reason"])
@@ -695,7 +700,10 @@ def enable(by=None):
 
         salt-run hx_remediate.enable
     """
-    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    try:
+        who = hx_runner.who(by)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     _cache().flush(SWITCH_BANK, "switch")
     hx_audit.write(__opts__, who, "remediate.enable", "*", "enabled")
     return {"result": True, "comment": f"automatic remediation enabled by {who}"}
@@ -714,9 +722,12 @@ def release(minion, by=None):
 
         salt-run hx_remediate.release minion=app1
     """
-    if not isinstance(minion, str) or not minion or minion != minion.strip() or "*" in minion:
-        return hx_runner.finish(__context__, {"result": False, "comment": f"minion must be one minion id, got {minion!r}"})
-    who = by or os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    try:
+        # The id is a cache key: "../x" would remove a file outside the bank.
+        minion = hx_typed.minion_id("minion", minion)
+        who = hx_runner.who(by)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
     with hx_audit.lock(__opts__, "remediate-budget"):
         stamps = (_cache().fetch(BUDGET_BANK, minion) or {}).get("stamps", [])
         _cache().flush(BUDGET_BANK, minion)

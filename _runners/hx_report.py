@@ -10,7 +10,9 @@ CLI Example:
 import logging
 
 import hx_fleet
+import hx_numbers
 import hx_runner
+import hx_typed
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,16 @@ def _health_rows(mid, ret, retcode):
     return rows
 
 
+def _typed(tgt, tgt_type, timeout):
+    """The checked ``(tgt, tgt_type, timeout)``, or the refusal naming the argument."""
+    try:
+        tgt, tgt_type = hx_typed.target(tgt, tgt_type)
+        timeout = hx_numbers.check("timeout", timeout, hx_numbers.REPORT_RUNNER["timeout"], text=True)
+    except ValueError as exc:
+        return hx_runner.finish(__context__, {"result": False, "comment": str(exc)})
+    return tgt, tgt_type, timeout
+
+
 def health(tgt="*", tgt_type="glob", timeout=30):
     """
     Run ``hx_health.check`` on the targeted minions and show one table:
@@ -71,6 +83,10 @@ def health(tgt="*", tgt_type="glob", timeout=30):
         salt-run hx_report.health
         salt-run hx_report.health tgt='G@hx_roles:app' tgt_type=compound
     """
+    checked = _typed(tgt, tgt_type, timeout)
+    if isinstance(checked, dict):
+        return checked
+    tgt, tgt_type, timeout = checked
     outcome = hx_fleet.call(__opts__, tgt, "hx_health.check", tgt_type=tgt_type, timeout=timeout)
     rows = []
     per_minion = {}
@@ -149,6 +165,10 @@ def services(tgt="*", tgt_type="glob", timeout=30):
         salt-run hx_report.services
         salt-run hx_report.services tgt='app*'
     """
+    checked = _typed(tgt, tgt_type, timeout)
+    if isinstance(checked, dict):
+        return checked
+    tgt, tgt_type, timeout = checked
     outcome = hx_fleet.call(__opts__, tgt, "hx_service.discover", tgt_type=tgt_type, timeout=timeout)
     rows = []
     for mid in sorted(outcome["returns"]):

@@ -23,7 +23,9 @@ import re
 
 import hx_inctypes
 import hx_notify
+import hx_numbers
 import hx_secrets
+import hx_typed
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,31 @@ def escalation_due(inc, now):
 
 
 # -- queries ----------------------------------------------------------------
+
+
+LIST_STATUSES = STATUSES + ("active",)
+LIST_SEVERITIES = SEVERITIES + tuple(PRIORITY.values())
+
+
+def _filter_names(key, value, known):
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
+    if not items or any(not isinstance(i, str) or i not in known for i in items):
+        raise ValueError(f"{key}: must be one or more (comma-separated) of {', '.join(known)}, "
+                         f"got {hx_numbers.shown(value)}")
+    return set(items)
+
+
+def filters(status=None, severity=None, minion=None):
+    """``hx_incident.list``'s filters as ``(statuses, severities, minion)``; ValueError naming the argument.
+
+    A filter that matches nothing by construction (``status=opne``) is a typo, refused rather than
+    answered with "no incidents".
+    """
+    if minion is not None:
+        minion = hx_typed.minion_id("minion", minion)
+    return _filter_names("status", status, LIST_STATUSES), _filter_names("severity", severity, LIST_SEVERITIES), minion
 
 
 def matches(inc, status=None, severity=None, minion=None, since=None):

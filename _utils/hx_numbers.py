@@ -142,6 +142,17 @@ DEPLOY_RUNNER = {
     "limit": bound(1, 10000, integer=True),
 }
 
+# hx_incident.list: ``since`` is epoch seconds, or seconds back when negative
+# (ten years either way).
+INCIDENT_RUNNER = {
+    "since": bound(-3660 * DAY, 10**11, unit="s"),
+}
+
+# hx_report.health / services: how long to wait for the minions.
+REPORT_RUNNER = {
+    "timeout": bound(0, 3600, above=True, unit="s"),
+}
+
 # hx_maint.run / plan arguments (batch takes "n" hosts or "n%").
 MAINT_RUNNER = {
     "batch": bound(1, 100000, integer=True, unit="hosts"),
@@ -197,6 +208,8 @@ TABLES = {
     "hx:apps:<app>:deploy, hx_deploy.blue_green": DEPLOY,
     "hx:apps:<app>:canary, hx_deploy.canary / plan": CANARY,
     "hx_deploy.pause / promote / abort / history": DEPLOY_RUNNER,
+    "hx_incident.list": INCIDENT_RUNNER,
+    "hx_report.health / services": REPORT_RUNNER,
     "hx_maint.run / plan": MAINT_RUNNER,
     "hx:maintenance": MAINTENANCE,
     "hx:health:thresholds, hx_health.system thresholds=": THRESHOLDS,

@@ -4,6 +4,16 @@ salt-run exits with the ``retcode`` key of the runner's return dict, while
 orchestration's ``salt.runner`` reads the job's success from
 ``__context__["retcode"]``; a failed runner sets both.
 """
+import os
+
+import hx_typed
+
+
+def who(by=None, default="operator"):
+    """The person an action is recorded for: ``by=`` as typed (checked, ValueError naming ``by``),
+    else the user behind sudo, else the invoking user."""
+    by = hx_typed.operator_text("by", by, 128)
+    return by or os.environ.get("SUDO_USER") or os.environ.get("USER") or default
 
 
 def finish(context, ret, code=2):

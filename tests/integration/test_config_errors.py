@@ -68,3 +68,31 @@ def test_bad_hx_ops_yaml_names_the_key_with_a_nonzero_exit(master, minions):
     assert ret.returncode != 0, ret
     assert "bad configuration: hx_incident:escalation_timout: unknown key" in text, text
     assert USAGE not in text and DOCSTRING not in text and "Traceback" not in text, text
+
+
+
+@pytest.mark.parametrize("args, named", [
+    (("hx_incident.list", "since=abc"), "since: must be a number from -316224000 to 100000000000 s, got 'abc'"),
+    (("hx_incident.list", "since=nan"), "since: must be a number"),
+    (("hx_incident.list", "status=opne"), "status: must be one or more (comma-separated) of open,"),
+    (("hx_incident.report", "INC-1-hx-m1", "path=/etc/passwd"), "path: must be an absolute path of a .md file"),
+    (("hx_maint.status", "run=../../x"), "run: must be a maintenance run id"),
+])
+def test_typed_runner_arguments_are_refused_naming_the_argument(master, minions, args, named):
+    ret = master.salt_run_cli(timeout=60).run(*args)
+    text = _text(ret)
+    assert ret.returncode != 0, ret
+    assert named in text, text
+    assert "Traceback" not in text and USAGE not in text, text
+
+
+def test_a_typed_minion_id_never_leaves_the_cache(master, minions, tmp_path):
+    """``minion=`` is a cache key: a ``..`` path that would point at a file outside the budget bank
+    is refused, naming the argument, and the file stays."""
+    bait = tmp_path / "bait.p"
+    bait.write_bytes(b"\x80")
+    bank = os.path.join(master.config["cachedir"], "hx", "remediate", "budget")
+    ret = master.salt_run_cli(timeout=60).run("hx_remediate.release", f"minion={os.path.relpath(tmp_path / 'bait', bank)}")
+    assert ret.returncode != 0, ret
+    assert "minion: must be one minion id" in _text(ret), ret
+    assert bait.exists(), "a typed minion id removed a file outside the cache"

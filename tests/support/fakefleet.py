@@ -95,22 +95,31 @@ class FakeFleet:
         return up.pop() if len(up) == 1 else sorted(up)
 
 
-def load_runner(tmp, fleet, apps, monkeypatch):
-    """``_runners/hx_deploy.py`` loaded with its dunders, ``fleet`` for every minion call, ``apps`` as pillar.
-
-    The fired events are kept in the returned module's ``events``.
-    """
+def load_any_runner(tmp, name, call, monkeypatch):
+    """``_runners/<name>.py`` loaded with its dunders (salt.cache and audit log in ``tmp``, the master
+    config file ``tmp/master``), ``call`` for every minion call. Fired events go to ``events``."""
     opts = salt.config.master_config(None)
     opts.update(id="fake-master", cachedir=str(tmp / "cache"), sock_dir=str(tmp / "sock"), cache="localfs",
-                hx_audit_log=str(tmp / "audit.log"))
+                hx_audit_log=str(tmp / "audit.log"), conf_file=str(tmp / "master"))
     os.makedirs(opts["cachedir"], exist_ok=True)
-    spec = importlib.util.spec_from_file_location("hx_deploy_under_test", os.path.join(REPO, "_runners", "hx_deploy.py"))
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", os.path.join(REPO, "_runners", f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.__opts__ = opts
     mod.__context__ = {}
     mod.events = []
+    if hasattr(mod, "hx_events"):
+        monkeypatch.setattr(mod.hx_events, "fire", lambda _opts, tag, data: mod.events.append((tag, data)))
+    if hasattr(mod, "hx_fleet"):
+        monkeypatch.setattr(mod.hx_fleet, "call", call)
+    return mod
+
+
+def load_runner(tmp, fleet, apps, monkeypatch):
+    """``_runners/hx_deploy.py`` loaded with its dunders, ``fleet`` for every minion call, ``apps`` as pillar.
+
+    The fired events are kept in the returned module's ``events``.
+    """
+    mod = load_any_runner(tmp, "hx_deploy", fleet.call, monkeypatch)
     monkeypatch.setattr(mod, "_apps", lambda: apps)
-    monkeypatch.setattr(mod.hx_events, "fire", lambda _opts, tag, data: mod.events.append((tag, data)))
-    monkeypatch.setattr(mod.hx_fleet, "call", fleet.call)
     return mod
