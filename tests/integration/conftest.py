@@ -10,6 +10,7 @@ import os
 import pytest
 import yaml
 
+from tests.support.inproc import LocalCli, RunnerCli
 from tests.support.masterconf import install_conf
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,9 +25,9 @@ class PillarTree:
     it to read app definitions.
     """
 
-    def __init__(self, root, salt_cli):
+    def __init__(self, root, local_cli):
         self.root = root
-        self.salt_cli = salt_cli
+        self.local_cli = local_cli
         self.data = {}
         self._write_top()
 
@@ -44,11 +45,12 @@ class PillarTree:
         self.data[mid] = data
         self._write_top()
         if mid != MASTER_ID:
-            ret = self.salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=mid)
-            assert ret.returncode == 0, ret
+            ret = self.local_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=mid)
+            assert ret.returncode == 0 and ret.data is True, ret
 
     def clear(self):
-        for mid in list(self.data):
+        """Every pillar back to empty; a minion whose pillar is already empty is not refreshed."""
+        for mid in [m for m, data in self.data.items() if data]:
             self.set(mid, {})
 
 
@@ -84,6 +86,18 @@ def salt_run_cli(master):
     return master.salt_run_cli(timeout=180)
 
 
+@pytest.fixture(scope="session")
+def local_cli(master):
+    """``salt`` in this process (tests/support/inproc.py): for reads and set-ups a test repeats."""
+    return LocalCli(master.config_file)
+
+
+@pytest.fixture(scope="session")
+def runner_cli(master):
+    """``salt-run`` in this process (tests/support/inproc.py): for reads a test repeats."""
+    return RunnerCli(master.config_file)
+
+
 def _minion(master, mid):
     return master.salt_minion_daemon(mid, overrides={"log_level_logfile": "info"})
 
@@ -106,8 +120,8 @@ def minions(master, salt_cli, salt_run_cli):
 
 
 @pytest.fixture(scope="session")
-def pillar_tree(pillar_root, salt_cli, minions):
-    return PillarTree(pillar_root, salt_cli)
+def pillar_tree(pillar_root, local_cli, minions):
+    return PillarTree(pillar_root, local_cli)
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ FAST = 500  # requests/s: >= 2,000 requests in a 6 s step
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, salt_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = Fleet(tmp_path_factory.mktemp("canary"), pillar_tree, salt_cli, salt_run_cli)
+    fl = Fleet(tmp_path_factory.mktemp("canary"), pillar_tree, local_cli, salt_run_cli)
     fl.canary = dict(CANARY)
     try:
         yield fl.start()

@@ -18,9 +18,9 @@ from tests.support.fleet import RATE, Fleet
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, salt_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = Fleet(tmp_path_factory.mktemp("fleet"), pillar_tree, salt_cli, salt_run_cli)
+    fl = Fleet(tmp_path_factory.mktemp("fleet"), pillar_tree, local_cli, salt_run_cli)
     try:
         yield fl.start()
     finally:

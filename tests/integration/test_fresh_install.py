@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.support import httpserver
+from tests.support.inproc import LocalCli, RunnerCli
 from tests.support.masterconf import install_conf
 from tests.support.probes import beacon_running, healthy
 from tests.support.supervisor import Supervisor, demo_command
@@ -59,6 +60,9 @@ class Site:
         self.master.start()
         self.salt = self.master.salt_cli(timeout=120)
         self.salt_run = self.master.salt_run_cli(timeout=180)
+        # Polls go in-process (tests/support/inproc.py); the documented sync steps stay command lines.
+        self.local = LocalCli(self.master.config_file)
+        self.runner = RunnerCli(self.master.config_file)
         self.minion = self.master.salt_minion_daemon(MINION, overrides={"log_level_logfile": "info"})
         self.minion.start()
         return self
@@ -76,12 +80,12 @@ class Site:
             assert ret.returncode == 0, ret
 
     def incidents(self, since):
-        ret = self.salt_run.run("hx_incident.list", f"since={since}")
+        ret = self.runner.run("hx_incident.list", f"since={since}")
         assert ret.returncode == 0, ret
         return ret.data["incidents"]
 
     def timeline(self, inc_id):
-        ret = self.salt_run.run("hx_incident.show", inc_id)
+        ret = self.runner.run("hx_incident.show", inc_id)
         assert ret.returncode == 0, ret
         return ret.data["incident"]["timeline"]
 
@@ -115,7 +119,7 @@ def test_documented_order_remediates_a_pillar_beacon_without_a_refresh(site):
     assert "hx_health" in (listed.data or {}), listed
     synced_at = time.time()
     s.sync("master", "minion")  # docs/install.md step 4; no refresh_beacons, no restart
-    wait_for(lambda: beacon_running(s.salt, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
+    wait_for(lambda: beacon_running(s.local, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
 
     took = s.kill_and_wait_recovered(60)
     print(f"\nfresh install, kill -9 -> healthy: {took:.2f} s")
@@ -131,7 +135,7 @@ def test_a_reaction_lost_on_the_master_is_retried_by_the_beacon_repeat(site, eve
              beacon=[{"for_cycles": 2}, {"horizon": 0}, {"repeat_every": 3}, {"repeat_max": 3}])
     synced_at = time.time()
     s.sync("minion")  # the master's runners are not there yet
-    wait_for(lambda: beacon_running(s.salt, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
+    wait_for(lambda: beacon_running(s.local, MINION, synced_at + 1), 30, "the pillar beacon to run after the sync")
 
     killed_at = time.time()
     old = s.sup.pid("demo")

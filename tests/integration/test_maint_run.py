@@ -97,9 +97,9 @@ class MaintFleet(Fleet):
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, salt_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = MaintFleet(tmp_path_factory.mktemp("maint"), pillar_tree, salt_cli, salt_run_cli)
+    fl = MaintFleet(tmp_path_factory.mktemp("maint"), pillar_tree, local_cli, salt_run_cli)
     try:
         yield fl.start()
     finally:

