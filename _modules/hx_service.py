@@ -762,8 +762,8 @@ def plan(name=None, action="start"):
 def discover():
     """
     Managed services with provider, state, pid, uptime, health, dependency
-    chain (transitive requirements in start order), dependents and
-    quarantine. A service that cannot be queried is listed with ``error``.
+    chain (transitive requirements in start order), dependents, quarantine
+    and intent (``hx_service.status``'s). A service that cannot be queried is listed with ``error``.
 
     CLI Example:
 
@@ -774,9 +774,12 @@ def discover():
     cfg = _config()
     graph = _graph(cfg)
     store = _load_store()
+    intents = _load_intents()
+    now = time.time()
     out = {}
     for item, svc in cfg["services"].items():
         entry = {
+            "intent": hx_intent.view(intents.get(item), now),
             "requires": svc["requires"],
             "chain": hx_deps.requires_chain(graph, item),
             "dependents": hx_deps.dependents(graph, item),

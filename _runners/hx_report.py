@@ -10,6 +10,7 @@ CLI Example:
 import logging
 
 import hx_fleet
+import hx_intent
 import hx_numbers
 import hx_runner
 import hx_typed
@@ -116,12 +117,19 @@ def health(tgt="*", tgt_type="glob", timeout=30):
     return hx_runner.finish(__context__, ret)
 
 
-SERVICE_COLUMNS = ("minion", "service", "provider", "state", "pid", "uptime_s", "health", "chain", "quarantine")
+SERVICE_COLUMNS = ("minion", "service", "provider", "state", "pid", "uptime_s", "health", "chain", "quarantine",
+                   "intent")
+
+
+def _intent_text(intent):
+    if not intent or intent.get("want") != hx_intent.DOWN:
+        return None
+    return f"down: {intent.get('owner')} ({intent.get('reason')})"
 
 
 def _service_rows(mid, ret):
     if not isinstance(ret, dict):
-        return [{"minion": mid, "service": "-", "state": "error", "health": str(ret)[:200]}]
+        return [{"minion": mid, "service": "-", "state": "error", "health": str(ret)[:200], "attention": "error"}]
     rows = []
     for name, svc in sorted(ret.items()):
         quarantine = svc.get("quarantine")
@@ -136,6 +144,9 @@ def _service_rows(mid, ret):
                 "health": (svc.get("health") or {}).get("status"),
                 "chain": " > ".join(svc.get("chain") or []) or None,
                 "quarantine": "yes" if quarantine else None,
+                "intent": _intent_text(svc.get("intent")),
+                "attention": hx_intent.attention(svc.get("state"), (svc.get("health") or {}).get("status"),
+                                                 quarantine, svc.get("intent")),
             }
         )
     return rows
@@ -149,7 +160,10 @@ def services(tgt="*", tgt_type="glob", timeout=30):
     not answer are listed with state ``no answer``.
 
     Sets a non-zero exit code when a service is not running, unhealthy or
-    quarantined, a minion failed, or a minion did not answer.
+    quarantined, a minion failed, or a minion did not answer. A service
+    stopped on purpose (``hx_service.stop``, a parked color, a maintenance
+    run) is shown with its intent and does not fail the report; one that
+    runs although intended down does.
 
     tgt
         Minions to ask (default ``*``).
@@ -174,12 +188,12 @@ def services(tgt="*", tgt_type="glob", timeout=30):
     for mid in sorted(outcome["returns"]):
         rows.extend(_service_rows(mid, outcome["returns"][mid]["ret"]))
     for mid in outcome["missing"]:
-        rows.append({"minion": mid, "service": "-", "state": "no answer"})
+        rows.append({"minion": mid, "service": "-", "state": "no answer", "attention": "no answer"})
     hx_runner.progress(globals(), hx_fleet.render_table(SERVICE_COLUMNS, rows), log)
     bad = [
-        f"{r['minion']}/{r['service']}"
+        f"{r['minion']}/{r['service']} ({r['attention']})"
         for r in rows
-        if r.get("state") != "running" or r.get("health") not in ("ok", "warning") or r.get("quarantine")
+        if r.get("attention")
     ]
     ret = {
         "result": not bad,

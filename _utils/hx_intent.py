@@ -96,3 +96,21 @@ def view(record, now):
         return {"want": UP, "owner": None, "reason": "expired: " + describe(record) if expired else None,
                 "since": None, "expires": None}
     return dict(rec)
+
+
+def attention(state, health, quarantine, intent):
+    """Why a service in a fleet report needs a person, or None when it is as intended.
+
+    ``intent`` is what ``view`` returns. A service stopped on purpose and
+    stopped is as intended (it does not fail the report); one intended down
+    that runs anyway is drift and is named.
+    """
+    if quarantine:
+        return "quarantined"
+    if (intent or {}).get("want") == DOWN:
+        return None if state in ("stopped", "failed") else f"{state}, though intended down"
+    if state != "running":
+        return state or "unknown"
+    if health not in ("ok", "warning"):
+        return f"health {health}"
+    return None

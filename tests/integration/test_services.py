@@ -188,12 +188,36 @@ def test_running_state_plans_under_test_then_starts_the_chain(salt_cli, services
     assert state["result"] is True and not state["changes"], state
 
 
-def test_fleet_services_report(salt_run_cli, services):
+def test_fleet_services_report(salt_cli, salt_run_cli, services, pillar, ports):
     services.ctl("start", "db")
     ret = salt_run_cli.run("hx_report.services", "tgt=hx-m1")
     rows = {r["service"]: r for r in ret.data["rows"]}
     assert rows["db"]["state"] == "running"
-    assert rows["db"]["health"] == "ok"
-    assert rows["web"]["state"] == "stopped"
+    assert rows["db"]["health"] == "ok" and rows["db"]["attention"] is None
+    assert rows["web"]["state"] == "stopped" and rows["web"]["attention"] == "stopped"
     assert ret.returncode != 0, "a stopped service must make the report fail"
     assert "db" in ret.stdout and "web" in ret.stdout
+
+    # Stopped on purpose: shown with its intent, no longer a reason to fail (db, api, web only:
+    # crashy and stubborn are the other tests' and would fail the report on their own).
+    data = service_pillar(services, ports)
+    for name in ("crashy", "stubborn"):
+        del data["hx"]["services"][name]
+    pillar.set("hx-m1", data)
+    stop = salt_cli.run("hx_service.stop", "api,web", "owner=alice", "reason=disk swap", minion_tgt="hx-m1")
+    assert stop.returncode == 0, stop
+    try:
+        ret = salt_run_cli.run("hx_report.services", "tgt=hx-m1")
+        rows = {r["service"]: r for r in ret.data["rows"]}
+        assert rows["web"]["intent"] == "down: alice (disk swap)" and rows["web"]["attention"] is None, rows["web"]
+        assert ret.returncode == 0, ret.data["comment"]
+        assert "down: alice (disk swap)" in ret.stdout
+
+        # Intended down but running (started behind hx's back): drift, named.
+        services.ctl("start", "api")
+        ret = salt_run_cli.run("hx_report.services", "tgt=hx-m1")
+        assert ret.returncode != 0
+        assert "hx-m1/api (running, though intended down)" in ret.data["comment"], ret.data["comment"]
+    finally:
+        # hx_service.start records the intents up again; the fixture stops everything afterwards.
+        assert salt_cli.run("hx_service.start", "web", minion_tgt="hx-m1").returncode == 0

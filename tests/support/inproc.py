@@ -14,7 +14,7 @@ runner is loaded by Salt's loader from the master's configuration exactly as
 The command lines an operator types (``salt-run hx_deploy.blue_green ...``,
 their exit codes and output) stay real CLI calls in the tests.
 """
-import threading
+import copy
 
 import salt.client
 import salt.config
@@ -35,33 +35,31 @@ class Result:
 
 
 class LocalCli:
-    """``salt <minion_tgt> <fun> <args>`` through a LocalClient in this process (one per thread)."""
+    """``salt <minion_tgt> <fun> <args>`` through a LocalClient in this process.
+
+    A new client per call (the configuration is read once): a client kept across a master
+    restart would listen on the old master's event socket.
+    """
 
     def __init__(self, config_file, timeout=120):
-        self.config_file = config_file
+        self.opts = salt.config.client_config(config_file)
         self.timeout = timeout
-        self._local = threading.local()
-
-    def _client(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = salt.client.get_local_client(self.config_file)
-        return client
 
     def run(self, fun, *args, minion_tgt, _timeout=None):
         # Arguments go as the CLI sends them ("key=value" strings), so the minion parses and
         # YAML-types them the same way.
-        raw = self._client().cmd(minion_tgt, fun, arg=list(args), timeout=_timeout or self.timeout,
-                                 full_return=True)
+        with salt.client.LocalClient(mopts=copy.deepcopy(self.opts)) as client:
+            raw = client.cmd(minion_tgt, fun, arg=list(args), timeout=_timeout or self.timeout, full_return=True)
         answer = (raw or {}).get(minion_tgt)
-        if answer is None:
-            return Result(1, None, stderr=f"{minion_tgt} did not answer {fun}")
+        if not isinstance(answer, dict):
+            return Result(1, answer, stderr=f"{minion_tgt} did not answer {fun}: {raw!r}")
         retcode = answer.get("retcode") or 0
         return Result(retcode if isinstance(retcode, int) else 1, answer.get("ret"))
 
 
 class RunnerCli:
-    """``salt-run <fun> <args>`` through a RunnerClient in this process (one per thread).
+    """``salt-run <fun> <args>`` through a RunnerClient in this process, a new one per call as
+    salt-run has (its loader loads only the runner called).
 
     The exit code is what salt-run takes: the return's ``retcode`` key (hx-ops' runners set it on
     failure), or 1 when the runner raised.
@@ -69,19 +67,10 @@ class RunnerCli:
 
     def __init__(self, config_file):
         self.opts = salt.config.client_config(config_file)
-        self._local = threading.local()
-
-    def _client(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = salt.runner.RunnerClient(self.opts)
-        return client
 
     def run(self, fun, *args, _timeout=None):  # pylint: disable=unused-argument
-        client = self._client()
-        # The client's context outlives a call; salt-run starts each with a fresh one.
-        client.context.pop("retcode", None)
-        full = client.cmd(fun, arg=list(args), print_event=False, full_return=True)
+        with salt.runner.RunnerClient(copy.deepcopy(self.opts)) as client:
+            full = client.cmd(fun, arg=list(args), print_event=False, full_return=True)
         data = full.get("return") if isinstance(full, dict) else full
         if isinstance(full, dict) and full.get("success") is False:
             return Result(1, data)

@@ -49,3 +49,21 @@ def test_text_is_one_bounded_line():
 def test_a_malformed_record_counts_as_none():
     assert hx_intent.effective({"want": "maybe"}, 0) is None
     assert hx_intent.effective("down", 0) is None
+
+
+@pytest.mark.parametrize("state, health, quarantine, want, expected", [
+    ("running", "ok", None, "up", None),
+    ("running", "warning", None, "up", None),
+    ("running", "critical", None, "up", "health critical"),
+    ("stopped", "critical", None, "up", "stopped"),
+    ("failed", None, None, "up", "failed"),
+    ("stopped", "critical", None, "down", None),
+    ("failed", "critical", None, "down", None),
+    ("running", "ok", None, "down", "running, though intended down"),
+    ("stopped", "critical", {"at": 1}, "down", "quarantined"),
+    ("running", "ok", {"at": 1}, "up", "quarantined"),
+    (None, None, None, "up", "unknown"),
+])
+def test_fleet_report_attention(state, health, quarantine, want, expected):
+    intent = {"want": want, "owner": "alice", "reason": "disk swap"}
+    assert hx_intent.attention(state, health, quarantine, intent) == expected
