@@ -189,7 +189,10 @@ def test_running_state_plans_under_test_then_starts_the_chain(salt_cli, services
 
 
 def test_fleet_services_report(salt_cli, salt_run_cli, services, pillar, ports):
-    services.ctl("start", "db")
+    # Earlier tests stopped web through hx (intended down): start the chain through hx (intended
+    # up again), then stop web behind hx's back — down and meant to run.
+    assert salt_cli.run("hx_service.start", "web", minion_tgt="hx-m1").returncode == 0
+    services.ctl("stop", "web")
     ret = salt_run_cli.run("hx_report.services", "tgt=hx-m1")
     rows = {r["service"]: r for r in ret.data["rows"]}
     assert rows["db"]["state"] == "running"
