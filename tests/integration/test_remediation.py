@@ -687,10 +687,12 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     print(f"\nflood of {len(flood)}: on the master bus after {on_bus_s:.1f} s (test.ping meanwhile "
           f"{', '.join(f'{p:.2f}' for p in arrival)} s); through the gate after {gated_s:.1f} s "
           f"(test.ping meanwhile max {max(gating):.2f} s over {len(gating)})")
-    # Gated, the reactor runs ~60 jobs for the whole flood and every ping answers within 1 s
-    # (0.17 s alone on the machine, docs/reference/hx_remediate.md); ungated it would queue 5,000
-    # runner jobs of ~20 ms of Salt's own work each, 100 s of master time.
-    assert max(gating) <= 1.0, (statistics.median(gating), gating)
+    # Gated, the reactor runs ~60 jobs for the whole flood: alone on the machine every ping answered
+    # within 0.26 s (docs/reference/hx_remediate.md); beside two other test workers on 2 cores the
+    # median was 0.46 s and single pings reached 1.26 s. Ungated it would queue 5,000 runner jobs
+    # of ~20 ms of Salt's own work each, 100 s of master time: pings of tens of seconds. The median
+    # and a 5 s ceiling tell the two apart on a busy machine.
+    assert statistics.median(gating) <= 1.0 and max(gating) <= 5.0, (statistics.median(gating), gating)
 
     # The kill's first report may be judged while the master still fans the flood out, so that its
     # re-check goes unanswered; then the beacon's first repeat (repeat_every 60 s after the report)
