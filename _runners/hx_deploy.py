@@ -266,8 +266,15 @@ def _bake(ro, color, seconds, before):
             return verdict
 
 
-def _failure_text(exc):
-    """What a failed step says; an error no step expected also says where it came from (logged in full)."""
+def _failure_text(exc, guard=None):
+    """What a failed step says; an error no step expected also says where it came from (logged in full).
+
+    A signal raised inside a Salt client call stops the client's event loop, and the call fails with
+    SaltClientError instead of the Interrupted the guard raised: the guard's record says why.
+    """
+    if guard is not None and guard.raised and not isinstance(exc, hx_rollout.Interrupted):
+        log.warning("hx_deploy: %s surfaced as %s: %s", hx_rollout.Interrupted(guard.raised).signame, type(exc).__name__, exc)
+        exc = hx_rollout.Interrupted(guard.raised)
     if isinstance(exc, hx_rollout.StepError):
         return str(exc)
     if isinstance(exc, hx_rollout.Interrupted):
@@ -295,7 +302,7 @@ def _park(ro, color):
                  kwarg={"owner": owner, "reason": f"parked: {ro.record['version']} failed before traffic"})
         ro.phase("parked", color=color, service=service)
     except Exception as exc:  # pylint: disable=broad-except
-        ro.phase("parked", color=color, service=service, result="failed", error=_failure_text(exc))
+        ro.phase("parked", color=color, service=service, result="failed", error=_failure_text(exc, ro.guard))
         return
     # What the failing release raised on its way (endpoint checks of the
     # slot) is explained now: the slot is stopped on purpose.
@@ -352,13 +359,13 @@ def _blue_green(store, ro, token, bake, keep_warm, moved):
 
 def _unwind(ro, exc, moved, keep_warm):
     """After any failure of a blue-green run: traffic back and verified if it moved, else park; the record ended."""
-    reason = _failure_text(exc)
+    reason = _failure_text(exc, ro.guard)
     if moved["switched"]:
         live = moved["live"]
         try:
             _restore(ro, live, reason)
         except Exception as again:  # pylint: disable=broad-except
-            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
+            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again, ro.guard)}")
         _rejected_warm(ro, live, hx_apps.other(live), keep_warm)
         return ro.finish("rolled_back", reason)
     if ro.record.get("to_color"):
@@ -838,7 +845,7 @@ def rollback(app, break_lock=False, **kwargs):
                     # short: whatever stops the run before it left traffic
                     # where it was.
                     with guard.settling():
-                        record = ro.finish("failed", _failure_text(exc))
+                        record = ro.finish("failed", _failure_text(exc, ro.guard))
                     if not isinstance(exc, Exception):
                         raise
         finally:
@@ -1091,7 +1098,7 @@ def _canary_rollback(store, ro, reason, outcome="rolled_back"):
             seen = ro.set_weights(hx_apps.target_weights(ro.cfg, stable), f"restore traffic to {stable}")
         except Exception as again:  # pylint: disable=broad-except
             c["state"] = "rollback_failed"
-            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again)}")
+            return ro.finish("rollback_failed", f"{reason}; rollback: {_failure_text(again, ro.guard)}")
         c.update(state=outcome, percent=0, weights={"canary": 0, "stable": int(ro.cfg["deploy"]["weight"])})
         ro.phase("rolled_back", color=stable, weights=seen)
         _rejected_warm(ro, stable, canary, c["keep_warm"])
@@ -1136,7 +1143,7 @@ def _drive(store, ro, token):
         return _steps(store, ro, token)
     except BaseException as exc:
         with ro.guard.settling():
-            record = _canary_rollback(store, ro, _failure_text(exc))
+            record = _canary_rollback(store, ro, _failure_text(exc, ro.guard))
         if not isinstance(exc, Exception):
             raise
         return record
@@ -1308,7 +1315,7 @@ def _canary_run(store, ro, token, conf, keep_warm):
     except BaseException as exc:
         # Nothing of the traffic moved yet.
         with ro.guard.settling():
-            record = ro.finish("failed", _failure_text(exc))
+            record = ro.finish("failed", _failure_text(exc, ro.guard))
         if not isinstance(exc, Exception):
             raise
         return record
@@ -1346,7 +1353,7 @@ def _take_over(store, ro, token, action, user):
         try:
             return _canary_promote(store, ro, by=user)
         except Exception as exc:  # pylint: disable=broad-except
-            return _canary_rollback(store, ro, f"promotion failed: {_failure_text(exc)}")
+            return _canary_rollback(store, ro, f"promotion failed: {_failure_text(exc, ro.guard)}")
     return _canary_rollback(store, ro, f"aborted by {user}", outcome="aborted")
 
 
@@ -1404,7 +1411,7 @@ def _act(app, action, kwargs, timeout=None):
             # whatever stops this run before it recorded an outcome puts the
             # stable color back (a rollback or promotion recorded its own).
             if ro.record.get("outcome") in ("running", None):
-                result = _canary_rollback(store, ro, _failure_text(exc))
+                result = _canary_rollback(store, ro, _failure_text(exc, ro.guard))
             if not isinstance(exc, Exception) or result is None:
                 raise
         finally:
