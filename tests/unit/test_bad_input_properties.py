@@ -18,7 +18,6 @@ Deterministic (``derandomize=True``, no example database) and bounded
 (``max_examples``): the whole file runs in a few seconds.
 """
 import copy
-import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,27 +37,14 @@ import hx_remediation
 import hx_rollout
 import hx_thresholds
 from tests.support.fakefleet import FakeFleet, app_pillar, load_runner
+from tests.support.hostile import hostile
 from tests.support.loader import LoadedMinion, minion_opts
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=60,
                 suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(FUZZ, max_examples=25)
 
-NASTY = [
-    math.nan, math.inf, -math.inf, 1e12, -1e12, 10**400, -1, 0, -0.0, 1e-300, 2**63, True, False, None,
-    "", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e3", "1e400", "1_000", "0x10", "٣", "10\n", "\n",
-    "5; rm -rf /", "$(reboot)", "`id`", "| nc evil 1", "../../etc/passwd", "/etc/shadow", "..", "a/../../b",
-    "\x00", "é", "💥", "%", "25%", "-5%", "pause", "yes", "1:30", [], [1], {}, {"a": 1}, b"60", (1, 2),
-]
-HOSTILE = st.one_of(
-    st.sampled_from(NASTY),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-(10**30), max_value=10**30),
-    st.text(max_size=12),
-    st.text(alphabet="0123456789.eE+-_% \n;$`|/\\", max_size=12),
-    st.lists(st.one_of(st.integers(), st.floats(), st.text(max_size=4)), max_size=3),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
+HOSTILE = hostile()
 
 
 def in_bounds(value, b):
