@@ -15,6 +15,7 @@ import shutil
 
 import hx_errors
 import hx_patching
+import salt.utils.environment
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ def __virtual__():
 
 def _debian():
     return __grains__.get("os_family") == "Debian"
+
+
+def _env():
+    """The environment Salt gives its own ``pkg`` module (``system-environment:modules:pkg`` in
+    minion config or pillar), so the package manager asked here is configured like the one
+    ``pkg.*`` installs with (a proxy, ``APT_CONFIG``); C locale on top, for parsing."""
+    pkg_module = {"__opts__": __opts__, "__pillar__": __pillar__, "__file__": "modules/pkg.py",
+                  "__virtualname__": "pkg"}
+    return {**salt.utils.environment.get_module_environment(pkg_module), **C_ENV}
 
 
 def _pillar(key, default=None):
@@ -81,7 +91,7 @@ def _security(upgrades):
         return set()
     if _debian():
         ret = __salt__["cmd.run_all"](
-            ["apt-cache", "policy", *sorted(upgrades)], python_shell=False, env=C_ENV,
+            ["apt-cache", "policy", *sorted(upgrades)], python_shell=False, env=_env(),
             output_loglevel="trace", ignore_retcode=True,
         )
         if ret["retcode"] != 0:
@@ -90,7 +100,7 @@ def _security(upgrades):
         return hx_patching.apt_security(hx_patching.parse_apt_policy(ret["stdout"]), upgrades)
     tool = "dnf" if shutil.which("dnf") else "yum"
     cmd = [tool, "-q", "updateinfo", "list", "--security"] if tool == "dnf" else [tool, "-q", "updateinfo", "list", "security"]
-    ret = __salt__["cmd.run_all"](cmd, python_shell=False, env=C_ENV, output_loglevel="trace", ignore_retcode=True)
+    ret = __salt__["cmd.run_all"](cmd, python_shell=False, env=_env(), output_loglevel="trace", ignore_retcode=True)
     if ret["retcode"] != 0:
         log.warning("hx_patch: %s updateinfo failed: %s", tool, ret["stderr"])
         return None
@@ -254,7 +264,7 @@ def reboot_required():
     tool = shutil.which("needs-restarting")
     if not tool:
         return {"required": None, "packages": [], "reason": "needs-restarting not found (install yum-utils/dnf-utils)"}
-    ret = __salt__["cmd.run_all"]([tool, "-r"], python_shell=False, env=C_ENV, ignore_retcode=True)
+    ret = __salt__["cmd.run_all"]([tool, "-r"], python_shell=False, env=_env(), ignore_retcode=True)
     return hx_patching.parse_needs_restarting(ret["retcode"], ret["stdout"] + ret["stderr"])
 
 
