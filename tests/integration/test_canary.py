@@ -20,13 +20,13 @@ from tests.support.wait import wait_for
 # Fast steps for tests: a 1 s sample, 20 requests before any verdict, a
 # 20 ms latency floor so sub-millisecond noise never fails on the ratio.
 CANARY = {"step_interval": 4, "sample_interval": 1, "min_requests": 20, "latency_floor": 20}
-FAST = 500  # requests/s: >= 2,000 requests in a 6 s step
+FAST = 500  # requests/s asked of the generator: ~2,000 requests in a 5 s step, when the machine keeps up
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, runner_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = Fleet(tmp_path_factory.mktemp("canary"), pillar_tree, local_cli, salt_run_cli)
+    fl = Fleet(tmp_path_factory.mktemp("canary"), pillar_tree, local_cli, salt_run_cli, runner_cli)
     fl.canary = dict(CANARY)
     try:
         yield fl.start()
@@ -51,7 +51,7 @@ def colors(fleet):
 
 
 def status(fleet):
-    ret = fleet.run.run("hx_deploy.status", "app=demo")
+    ret = fleet.read.run("hx_deploy.status", "app=demo")
     assert ret.returncode == 0, ret.stdout
     return ret.data
 
@@ -68,6 +68,19 @@ def wait_event(event_listener, master, tag, since, timeout=120):
     events = event_listener.wait_for_events([(master.id, tag)], timeout=timeout, after_time=since)
     assert events.found_all_events, f"no {tag} event"
     return events.matches
+
+
+def share_tolerance(step, threads):
+    """Points a step's measured share may differ from its percent, from its own sample size.
+
+    HAProxy's weighted round-robin is exact over a whole cycle of the weights (the sum of the
+    servers' weights over their greatest common divisor: each host has a canary and a stable
+    server); a step's counter window can cut one cycle short and catch up to ``threads``
+    requests in flight at each end. Nothing else may move the share."""
+    wc, ws = step["weights"]["canary"], step["weights"]["stable"]
+    cycle = 2 * (wc + ws) // math.gcd(wc, ws)
+    total = step["canary"]["requests"] + step["stable"]["requests"]
+    return 100.0 * (cycle + 2 * threads) / total
 
 
 def test_good_canary_is_promoted_with_exact_shares(fleet, event_listener, master):
@@ -87,8 +100,10 @@ def test_good_canary_is_promoted_with_exact_shares(fleet, event_listener, master
         assert step["verdict"] == "pass", step
         assert step["weights"]["canary"] * 100 / (step["weights"]["canary"] + step["weights"]["stable"]) == step["percent"]
         if step["percent"] < 100:
-            assert total >= 2000, step
-        assert abs(step["share"] - step["percent"]) <= 2.0, step
+            # The step's window counted the traffic sent while it watched: at least half of
+            # the rate the generator measured over the whole canary.
+            assert total >= 0.5 * result["rps"] * step["watched"], (total, result["rps"], step)
+        assert abs(step["share"] - step["percent"]) <= share_tolerance(step, threads=8), step
         served += step["canary"]["requests"]
     # What HAProxy counted for the canary, clients got from 1.1.0 (they also
     # got it between steps and after the promotion, outside every window).
@@ -134,7 +149,7 @@ def test_version_with_5xx_is_rolled_back_at_the_first_step(fleet):
     assert colors(fleet)[stable] == 100
     assert fleet.sample_versions()["versions"] == serving
     assert result["errors"]["http_5xx"] == result["failed"]
-    history = fleet.run.run("hx_deploy.history", "app=demo").data
+    history = fleet.read.run("hx_deploy.history", "app=demo").data
     last = history["deployments"][0]
     assert (last["version"], last["outcome"]) == ("2.2.0-5xx20", "rolled_back")
     assert last["steps"][0]["canary"]["errors"] > 0 and last["steps"][0]["verdict"] == "fail"
@@ -306,7 +321,7 @@ def test_plan_and_orchestration(fleet):
     assert ret.returncode == 0, ret.stdout
     assert result["failed"] == 0, result
     assert fleet.live() != live
-    last = fleet.run.run("hx_deploy.history", "app=demo", "limit=1").data["deployments"][0]
+    last = fleet.read.run("hx_deploy.history", "app=demo", "limit=1").data["deployments"][0]
     assert [s["percent"] for s in last["steps"]] == [20, 100] and last["outcome"] == "succeeded"
 
 
@@ -379,7 +394,7 @@ def test_non_finite_and_out_of_range_canary_numbers_change_nothing(fleet):
     weights = fleet.weights()
 
     def view():
-        records = sorted(fleet.run.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
+        records = sorted(fleet.read.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
         state = status(fleet)
         return records, state["running"], {h: {c: (sl or {}).get("state") for c, sl in slots.items()}
                                            for h, slots in state["versions"].items()}
@@ -435,7 +450,7 @@ def test_ctrl_c_of_a_running_canary_puts_the_stable_color_back(fleet, event_list
     assert colors(fleet) == {idle: 0, stable: 100}, printed
     assert result["failed"] == 0, (result["errors"], result["samples"])
     assert result["versions"].get("1.2.0"), "the canary never served"
-    record = fleet.run.run("hx_deploy.history", "app=demo").data["records"][dep]
+    record = fleet.read.run("hx_deploy.history", "app=demo").data["records"][dep]
     assert record["outcome"] == "rolled_back", (record["outcome"], record.get("reason"), printed)
     assert record["reason"] == "interrupted by SIGINT (an operator's Ctrl-C)"
     assert record["canary"]["state"] == "rolled_back"

@@ -18,9 +18,9 @@ from tests.support.fleet import RATE, Fleet
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, runner_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = Fleet(tmp_path_factory.mktemp("fleet"), pillar_tree, local_cli, salt_run_cli)
+    fl = Fleet(tmp_path_factory.mktemp("fleet"), pillar_tree, local_cli, salt_run_cli, runner_cli)
     try:
         yield fl.start()
     finally:
@@ -29,7 +29,7 @@ def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
 
 
 def history(fleet):
-    return fleet.run.run("hx_deploy.history", "app=demo").data["deployments"]
+    return fleet.read.run("hx_deploy.history", "app=demo").data["deployments"]
 
 
 def test_blue_green_under_load_then_rollback(fleet):
@@ -46,7 +46,7 @@ def test_blue_green_under_load_then_rollback(fleet):
     assert fleet.sample_versions()["versions"] == {"1.1.0": 200}
     weights = fleet.weights()
     assert all(w == 0 for s, w in weights.items() if s.endswith(before)), weights
-    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    status = fleet.read.run("hx_deploy.status", "app=demo").data
     assert status["live"] == after
     assert all(slots[before]["state"] == "running" for slots in status["versions"].values()), "old color not warm"
 
@@ -74,7 +74,7 @@ def test_version_failing_health_never_gets_traffic(fleet):
     assert (last["version"], last["outcome"]) == ("2.0.0-bad", "failed")
     assert last["reason"]
     idle = "green" if live == "blue" else "blue"
-    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    status = fleet.read.run("hx_deploy.status", "app=demo").data
     assert all(slots[idle]["state"] == "stopped" for slots in status["versions"].values()), status["versions"]
 
 
@@ -212,13 +212,13 @@ def test_a_killed_deployment_is_abandoned_and_the_next_one_proceeds(fleet, event
         assert events.found_all_events, "the deployment never reached bake"
         killed_id = list(events)[0].data["id"]
         baking = fleet.live()
-        held = fleet.run.run("hx_deploy.status", "app=demo").data["running"]
+        held = fleet.read.run("hx_deploy.status", "app=demo").data["running"]
         assert held["lock"]["deployment"] == killed_id and held["lock"]["pid"] == proc.pid
         assert held["lock"]["services"] == [f"demo-{held['lock']['color']}"], held
         assert held["stale"] is None and "heartbeat" in held["lease"]
         proc.kill()
         proc.wait(30)
-        stale = fleet.run.run("hx_deploy.status", "app=demo").data["running"]
+        stale = fleet.read.run("hx_deploy.status", "app=demo").data["running"]
         assert stale["stale"] == "its process is gone", stale
         ret = fleet.deploy("1.2.0", "bake=2")
     finally:
@@ -229,16 +229,16 @@ def test_a_killed_deployment_is_abandoned_and_the_next_one_proceeds(fleet, event
     assert ret.data["outcome"] == "succeeded" and ret.data["from_color"] == baking, ret.data
     assert result["failed"] == 0, (result["errors"], result["samples"])
     assert fleet.sample_versions()["versions"] == {"1.2.0": 200}
-    killed = fleet.run.run("hx_deploy.history", "app=demo").data["records"][killed_id]
+    killed = fleet.read.run("hx_deploy.history", "app=demo").data["records"][killed_id]
     assert killed["outcome"] == "abandoned", killed["outcome"]
     assert killed["reason"].startswith(f"abandoned by {master.id} (pid {proc.pid}): its process is gone"), killed
-    assert fleet.run.run("hx_deploy.status", "app=demo").data["running"] is None
+    assert fleet.read.run("hx_deploy.status", "app=demo").data["running"] is None
 
 
 def _store_view(fleet):
     """What a refused call must leave as it was: deployment records, the lease, every slot's service state."""
-    records = sorted(fleet.run.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
-    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    records = sorted(fleet.read.run("hx_deploy.history", "app=demo", "limit=10000").data["records"])
+    status = fleet.read.run("hx_deploy.status", "app=demo").data
     states = {h: {c: (s or {}).get("state") for c, s in slots.items()} for h, slots in status["versions"].items()}
     return records, status["running"], states
 
@@ -314,10 +314,10 @@ def test_a_signal_after_the_switch_restores_traffic(fleet, event_listener, maste
     assert proc.returncode != 0, printed
     assert fleet.live() == old, printed
     assert result["failed"] == 0, (result["errors"], result["samples"])
-    record = fleet.run.run("hx_deploy.history", "app=demo").data["records"][dep]
+    record = fleet.read.run("hx_deploy.history", "app=demo").data["records"][dep]
     assert record["outcome"] == "rolled_back", (record["outcome"], record.get("reason"), printed)
     assert record["reason"] == f"interrupted by {signal.Signals(sig).name} ({why})", record["reason"]
     assert [p["phase"] for p in record["phases"]][-3:] == ["rollback", "rolled_back", "done"]
-    status = fleet.run.run("hx_deploy.status", "app=demo").data
+    status = fleet.read.run("hx_deploy.status", "app=demo").data
     assert status["running"] is None and status["live"] == old
     assert fleet.sample_versions()["versions"].get("1.3.0") is None

@@ -104,9 +104,9 @@ class MaintFleet(Fleet):
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, minions):
+def fleet(tmp_path_factory, pillar_tree, local_cli, salt_run_cli, runner_cli, minions):
     require_binary("haproxy", "haproxy")
-    fl = MaintFleet(tmp_path_factory.mktemp("maint"), pillar_tree, local_cli, salt_run_cli)
+    fl = MaintFleet(tmp_path_factory.mktemp("maint"), pillar_tree, local_cli, salt_run_cli, runner_cli)
     try:
         yield fl.start()
     finally:
@@ -149,7 +149,7 @@ def pager(master):
 
 
 def record(fleet, run_id):
-    ret = fleet.run.run("hx_maint.status", f"run={run_id}")
+    ret = fleet.read.run("hx_maint.status", f"run={run_id}")
     assert ret.returncode == 0, ret.stdout
     return ret.data["run"]
 
@@ -206,7 +206,7 @@ def test_rolling_run_under_load_drops_nothing(fleet, clean, master, event_listen
                                                               "start_services", "verify", "restore", "done")],
         timeout=30, after_time=since)
     assert events.found_all_events, events.missed
-    status = fleet.run.run("hx_maint.status").data
+    status = fleet.read.run("hx_maint.status").data
     assert status["running"] is False and status["run"]["id"] == data["run"]
 
 
@@ -244,7 +244,7 @@ def test_failed_verification_stops_the_run_and_stays_out_of_rotation(fleet, clea
         last = fh.read().splitlines()[-1].split(",")
     assert (last[1], last[5]) == ("hx-m1", "false")
     # the lock was released: a new run may start (and a plan sees it free)
-    status = fleet.run.run("hx_maint.status").data
+    status = fleet.read.run("hx_maint.status").data
     assert status["running"] is False and status["run"]["outcome"] == "failed"
 
 
@@ -276,7 +276,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(fleet, clean, mast
         assert events.found_all_events, "the first run never drained a host"
         first_id = next(iter(events.matches)).tag.split("/")[2]
         second = fleet.maint("tgt=hx-m2", "batch=1")
-        status = fleet.run.run("hx_maint.status").data
+        status = fleet.read.run("hx_maint.status").data
     finally:
         worker.join(timeout=240)
     assert second.returncode != 0
@@ -286,7 +286,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(fleet, clean, mast
     assert second.data["holder"]["run"] == first_id
     assert status["running"] is True and status["lock"]["run"] == first_id
     assert box["ret"].returncode == 0, box["ret"].stdout
-    assert fleet.run.run("hx_maint.status").data["running"] is False
+    assert fleet.read.run("hx_maint.status").data["running"] is False
 
 
 def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean):
@@ -303,7 +303,7 @@ def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean):
     assert closed.returncode != 0
     assert "outside the maintenance window" in closed.data["comment"]
     assert fleet.rows() == before
-    assert fleet.run.run("hx_maint.status").data["running"] is False
+    assert fleet.read.run("hx_maint.status").data["running"] is False
 
     emergency = fleet.maint("tgt=hx-m2", "emergency=True")
     assert emergency.returncode == 0, emergency.stdout
@@ -326,7 +326,7 @@ def test_batch_that_would_empty_the_app_is_not_started(fleet, clean):
 
 def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
     before = fleet.rows()
-    last = (fleet.run.run("hx_maint.status").data["run"] or {}).get("id")
+    last = (fleet.read.run("hx_maint.status").data["run"] or {}).get("id")
     plan = fleet.run.run("hx_maint.plan", "tgt=hx-m*", "batch=1")
     assert plan.returncode == 0, plan.stdout
     assert plan.data["would_run"] is True and plan.data["batches"] == [["hx-m1"], ["hx-m2"]]
@@ -335,7 +335,7 @@ def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
     assert dry.returncode == 0, dry.stdout
     assert "would run maintenance" in dry.stdout
     assert fleet.rows() == before
-    assert (fleet.run.run("hx_maint.status").data["run"] or {}).get("id") == last
+    assert (fleet.read.run("hx_maint.status").data["run"] or {}).get("id") == last
 
 
 def test_a_maintenance_run_waits_for_a_deployment_and_a_deployment_refuses_during_maintenance(

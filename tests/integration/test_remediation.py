@@ -141,11 +141,12 @@ def sign(minion_factory, minion_id, check, payload):
         salt.crypt.sign_message(key, msg, algorithm=salt.crypt.PKCS1v15_SHA224)))
 
 
-def fire_from(salt_cli, sender, events):
+def fire_from(cli, sender, events):
     """Make minion ``sender`` send ``events`` to the master as a beacon batch (the minion's
     own ``fire_master`` path: whatever tag and data it likes)."""
     load = {"data": None, "tag": None, "pretag": None, "events": events}
-    ret = salt_cli.run("event.fire", json.dumps(load), "fire_master", minion_tgt=sender)
+    # The load as a dict, as the salt command line sends it once it has parsed its JSON argument.
+    ret = cli.run("event.fire", load, "fire_master", minion_tgt=sender)
     assert ret.returncode == 0, ret
 
 
@@ -154,16 +155,17 @@ def audit(master, what=None):
 
 
 @pytest.fixture
-def lab(pillar, supervisor, ports, hx_config, receiver, salt_cli):
+def lab(pillar, supervisor, ports, hx_config, receiver, local_cli):
     hx_config(receiver.url)
     yield supervisor
-    salt_cli.run("hx_service.release", "crashy", minion_tgt="hx-m1")  # needs the service pillar
+    local_cli.run("hx_service.release", "crashy", minion_tgt="hx-m1")  # needs the service pillar
     pillar.clear()  # beacon off first, or stopping the programs below opens incidents
     for name in PROGRAMS:
         supervisor.ctl("stop", name)
 
 
-def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, lab, ports, receiver, master, runner_cli, local_cli):
+def test_kill9_is_recovered_without_a_command(
+        salt_run_cli, pillar, lab, ports, receiver, master, runner_cli, local_cli):
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
@@ -207,12 +209,12 @@ def test_kill9_is_recovered_without_a_command(salt_cli, salt_run_cli, pillar, la
 
 
 def test_a_recheck_the_minion_did_not_answer_is_retried_at_its_next_report(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, receiver, hx_config, runner_cli):
+        pillar, lab, ports, minions, receiver, hx_config, runner_cli, local_cli):
     """hx-m1's salt-minion is SIGSTOPped when its report of a dead demo arrives (sent by salt-call
     with hx-m1's key), so the master's re-check gets no answer (an overloaded master looks the
     same): the incident is opened and escalated once, nothing is done, and the minion's next
     report of the condition re-checks and remediates instead of being counted as a duplicate."""
-    assert salt_run_cli.run("hx_remediate.release", "hx-m1").returncode == 0
+    assert runner_cli.run("hx_remediate.release", "hx-m1").returncode == 0
     # No unacknowledged-escalation step while the test runs: the level then counts only the
     # escalations remediation itself made.
     hx_config(receiver.url, timeout=3600, remediation={"recheck_timeout": 2})
@@ -248,7 +250,7 @@ def test_a_recheck_the_minion_did_not_answer_is_retried_at_its_next_report(
     assert "did not answer" in json.dumps(first["timeline"]), first["timeline"]
     assert lab.pid("demo") is None, "nothing is done to a host whose minion did not answer"
 
-    fire_from(salt_cli, "hx-m1", report(1))
+    fire_from(local_cli, "hx-m1", report(1))
     wait_for(lambda: lab.pid("demo") not in (None, dead) and healthy(ports["demo"]), 60,
              "demo to be recovered at the minion's next report")
     done = wait_for(lambda: (lambda r: r if r["status"] == "resolved" else None)(show(runner_cli, inc["id"])),
@@ -259,8 +261,8 @@ def test_a_recheck_the_minion_did_not_answer_is_retried_at_its_next_report(
     assert "after its report #1" in text and "recovered" in text, done["timeline"]
 
 
-def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_run_cli, pillar, lab, ports, receiver,
-                                                               hx_config, runner_cli):
+def test_service_that_keeps_dying_is_quarantined_and_escalated(
+        salt_cli, salt_run_cli, pillar, lab, ports, receiver, hx_config, runner_cli):
     # Long enough that an ack reliably lands between L2 and L3: the master's
     # own schedule (hx_incident.escalate_due every 30 s) escalates too.
     hx_config(receiver.url, timeout=ESCALATE_S)
@@ -303,7 +305,8 @@ def test_service_that_keeps_dying_is_quarantined_and_escalated(salt_cli, salt_ru
     assert done.data["incident"]["status"] == "resolved"
 
 
-def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pillar, lab, ports, minions, master, runner_cli):
+def test_forged_events_run_nothing_and_are_audited(
+        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, runner_cli, local_cli):
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("demo") is None  # the condition is real: demo is down on hx-m1
@@ -314,10 +317,10 @@ def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pilla
                        minion_tgt="hx-m2")
     assert ret.returncode == 0, ret
     # 2. a beacon-shaped batch from hx-m2: looks exactly like hx-m1's beacon, but unsigned
-    fire_from(salt_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
+    fire_from(local_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
     # 3. the same, signed with hx-m2's own key
     forged = sign(minions["hx-m2"], "hx-m1", "demo_http", payload)
-    fire_from(salt_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(forged, id="hx-m1")}])
+    fire_from(local_cli, "hx-m2", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(forged, id="hx-m1")}])
 
     rejected = wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(
         [a for a in audit(master, "remediate.reject") if a["ts"] >= since]), 60, "three audited rejections")
@@ -338,8 +341,8 @@ def test_forged_events_run_nothing_and_are_audited(salt_cli, salt_run_cli, pilla
         assert ret.returncode != 0 and "is not an incident id" in json.dumps(ret.data), (fun, ret)
 
 
-def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master,
-                                              event_listener, runner_cli):
+def test_event_storm_leads_to_one_remediation(
+        salt_cli, pillar, lab, ports, minions, master, event_listener, runner_cli, local_cli):
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("stormy") is None  # down: the storm is about a real condition
@@ -348,7 +351,7 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
         minions["hx-m1"], "hx-m1", "stormy_http",
         {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": f"s{i}"}),
         id="hx-m1")} for i in range(100)]
-    fire_from(salt_cli, "hx-m1", events)
+    fire_from(local_cli, "hx-m1", events)
 
     ping_started = time.monotonic()
     ping = salt_cli.run("test.ping", minion_tgt="hx-m1")
@@ -370,7 +373,7 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
 
     # The same signed event again, within max_event_age: a replay, refused before anything else.
     replayed_at = time.time()
-    fire_from(salt_cli, "hx-m1", events[:1])
+    fire_from(local_cli, "hx-m1", events[:1])
     line = wait_for(lambda: [a for a in audit(master, "remediate.reject") if a["ts"] >= replayed_at], 60,
                     "the replay to be rejected")[0]
     assert "replayed event: nonce 's0' from hx-m1" in line["reason"], line
@@ -383,8 +386,7 @@ def test_event_storm_leads_to_one_remediation(salt_cli, salt_run_cli, pillar, la
     assert len([a for a in audit(master, "remediate.recover") if a["ts"] >= since]) == 1
 
 
-def test_undeliverable_notifications_are_retried_then_recorded(salt_cli, salt_run_cli, pillar, lab, ports, hx_config,
-                                                               receiver, runner_cli):
+def test_undeliverable_notifications_are_retried_then_recorded(pillar, lab, ports, hx_config, receiver, runner_cli):
     receiver.stop()  # down: connections refused
     hx_config(receiver.url)
     since = time.time()
@@ -400,10 +402,11 @@ def test_undeliverable_notifications_are_retried_then_recorded(salt_cli, salt_ru
     assert failed, rec["timeline"]
     assert "3 attempt(s)" in failed[0]["text"]
     assert "SECRET" not in json.dumps(rec)
-    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+    runner_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
-def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pillar, lab, ports, minions, master, runner_cli):
+def test_maintenance_window_suppresses_remediation(
+        salt_cli, pillar, lab, ports, minions, master, runner_cli, local_cli):
     since = time.time()
     now = datetime.datetime.now(datetime.timezone.utc)
     window = {"name": "hx-test", "start": (now - datetime.timedelta(hours=1)).strftime("%H:%M"),
@@ -413,7 +416,7 @@ def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pilla
     assert lab.pid("demo") is None
     payload = sign(minions["hx-m1"], "hx-m1", "demo_http",
                    {"check": "demo_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "m"})
-    fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
+    fire_from(local_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/demo_http", "data": dict(payload, id="hx-m1")}])
 
     line = wait_for(lambda: [a for a in audit(master, "remediate.suppress") if a["ts"] >= since], 60,
                     "the suppression to be audited")[0]
@@ -423,10 +426,10 @@ def test_maintenance_window_suppresses_remediation(salt_cli, salt_run_cli, pilla
     assert any(e["kind"] == "suppressed" for e in inc["timeline"])
     time.sleep(1)
     assert lab.pid("demo") is None, "remediation ran inside the maintenance window"
-    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+    runner_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
-def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, salt_run_cli, pillar, lab, ports, master, runner_cli):
+def test_builtin_service_beacon_event_is_handled_as_a_second_source(pillar, lab, ports, master, runner_cli, local_cli):
     """Salt's service beacon cannot sign: accepted as an unsigned source, then re-checked on the minion.
 
     (Under supervisord the real service beacon cannot see programs, so hx-m1 sends the event its
@@ -434,7 +437,7 @@ def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, sa
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
     assert lab.pid("demo") is None
-    fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/service/demo",
+    fire_from(local_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/service/demo",
                                    "data": {"demo": {"running": False}, "service_name": "demo", "id": "hx-m1"}}])
     wait_for(lambda: healthy(ports["demo"]), 60, "demo recovered from a service beacon event")
     inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
@@ -444,7 +447,7 @@ def test_builtin_service_beacon_event_is_handled_as_a_second_source(salt_cli, sa
 
 
 def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no_one(
-        salt_cli, salt_run_cli, pillar, lab, ports, receiver, master, runner_cli):
+        salt_cli, pillar, lab, ports, receiver, master, runner_cli, local_cli):
     """Another minion claims hx-m1's demo is down (Salt's service beacon cannot sign; the claim is a hint).
     Stopped with hx_service.stop: audited as on purpose, nothing else. Intended up and really dead: recovered."""
     since = time.time()
@@ -453,7 +456,7 @@ def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no
     stop = salt_cli.run("hx_service.stop", "demo", "reason=disk swap", minion_tgt="hx-m1")
     assert stop.returncode == 0 and stop.data["intent"]["want"] == "down", stop
     hint = {"tag": "salt/beacon/hx-m1/service/demo", "data": {"id": "hx-m1", "demo": {"running": False}}}
-    fire_from(salt_cli, "hx-m2", [hint])
+    fire_from(local_cli, "hx-m2", [hint])
 
     line = wait_for(lambda: [a for a in audit(master, "remediate.intended") if a["ts"] >= since], 60,
                     "the on-purpose stop to be audited")[0]
@@ -469,7 +472,7 @@ def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no
     pid = lab.pid("demo")
     os.kill(pid, 9)
     wait_for(lambda: lab.pid("demo") is None, 15, "supervisord to see the kill")
-    fire_from(salt_cli, "hx-m2", [hint])
+    fire_from(local_cli, "hx-m2", [hint])
     wait_for(lambda: lab.pid("demo") not in (None, pid) and healthy(ports["demo"]), 60,
              "demo, intended up and dead, to be recovered from the same hint")
     inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"],
@@ -477,17 +480,17 @@ def test_an_event_about_a_service_stopped_on_purpose_starts_nothing_and_pages_no
     assert inc["check"] == "service/demo" and inc["type"] == "service_down"
 
 
-def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run_cli, pillar, lab, ports, minions,
-                                                              master, hx_config, receiver, runner_cli):
+def test_spent_minion_budget_holds_remediation_until_released(
+        salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, runner_cli, local_cli):
     hx_config(receiver.url, remediation={"budget": {"minion": {"max": 1, "window": 3600}}})
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
-    assert salt_run_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0  # earlier tests spent some
+    assert runner_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0  # earlier tests spent some
 
     def fail_stormy(nonce):
         payload = sign(minions["hx-m1"], "hx-m1", "stormy_http",
                        {"check": "stormy_http", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
-        fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}])
+        fire_from(local_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/stormy_http", "data": dict(payload, id="hx-m1")}])
 
     def resolved_count():
         return len([i for i in incidents(runner_cli, minion="hx-m1", since=since) if i["status"] == "resolved"])
@@ -518,7 +521,7 @@ def test_spent_minion_budget_holds_remediation_until_released(salt_cli, salt_run
 
 
 def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, tmp_path, runner_cli):
+        pillar, lab, ports, minions, master, tmp_path, runner_cli, local_cli):
     """disk >= critical -> P1; the policy applies salt://hx/cleanup/disk, which really deletes old files."""
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -530,12 +533,12 @@ def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough
     probe = {"name": "disk_probe", "kind": "system", "thresholds": {"disk": {"warning": 1, "critical": 2}}}
     pillar.set("hx-m1", service_pillar(lab, ports, beacon=False, checks=[probe],
                                        cleanup={"disk": {"dirs": [str(junk)], "age_days": 7}}))
-    assert salt_run_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0
+    assert runner_cli.run("hx_remediate.release", "minion=hx-m1").returncode == 0
     since = time.time()
     check = "disk_probe:disk:/"
     payload = sign(minions["hx-m1"], "hx-m1", check,
                    {"check": check, "status": "critical", "previous": "ok", "ts": time.time(), "nonce": "d1"})
-    fire_from(salt_cli, "hx-m1", [{"tag": f"salt/beacon/hx-m1/hx_health/{check}", "data": dict(payload, id="hx-m1")}])
+    fire_from(local_cli, "hx-m1", [{"tag": f"salt/beacon/hx-m1/hx_health/{check}", "data": dict(payload, id="hx-m1")}])
 
     inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=since)
                             if i["check"] == check and i["status"] == "escalated"], 90, "the disk incident")[0]
@@ -549,11 +552,11 @@ def test_full_disk_runs_the_cleanup_state_then_escalates_when_that_is_not_enough
     assert any("after state: critical" in e["text"] for e in rec["timeline"] if e["kind"] == "verification")
     applied = [a for a in audit(master, "remediate.state") if a["ts"] >= since]
     assert len(applied) == 1 and applied[0]["result"] == "applied", applied
-    salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+    runner_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
-def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_run_cli, pillar, lab, ports, minions,
-                                                                 receiver, event_listener, master, runner_cli):
+def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(
+        pillar, lab, ports, minions, receiver, event_listener, master, runner_cli):
     """The beacon's forecast event: a rising disk in the minion's own history, judged on the master."""
     history = os.path.join(minions["hx-m1"].config["cachedir"], "hx", "health_history.jsonl")
     os.makedirs(os.path.dirname(history), exist_ok=True)
@@ -582,7 +585,7 @@ def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_r
         assert (rec["type"], rec["priority"], rec["resource"]) == ("disk_forecast", "P3", mount), rec
         assert rec["status"] == "open" and rec["level"] == 0, "a forecast is told, not escalated"
         assert any("notify only" in e["text"] for e in rec["timeline"] if e["kind"] == "action"), rec["timeline"]
-        salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+        runner_cli.run("hx_incident.resolve", inc["id"], "by=test")
     finally:
         pillar.clear()
         with open(history, "w", encoding="utf-8") as fh:
@@ -590,7 +593,7 @@ def test_predicted_full_disk_is_sent_by_the_beacon_and_notified(salt_cli, salt_r
 
 
 def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, release_file_root, runner_cli):
+        pillar, lab, ports, minions, master, release_file_root, runner_cli, local_cli):
     """hx:role web on both minions, max 50 %: one remediation at a time in the role."""
     (release_file_root / "hx_test_slow.sls").write_text(
         "slow_fix:\n  cmd.run:\n    - name: sleep 8\n")
@@ -599,13 +602,13 @@ def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
                 "budget": {"role": {"max_pct": 50}}}
     for mid in ("hx-m1", "hx-m2"):
         pillar.set(mid, service_pillar(lab, ports, beacon=False, checks=ghost, role="web", remediation=override))
-        assert salt_run_cli.run("hx_remediate.release", f"minion={mid}").returncode == 0
+        assert runner_cli.run("hx_remediate.release", f"minion={mid}").returncode == 0
     since = time.time()
 
     def fail(mid, nonce):
         payload = sign(minions[mid], mid, "ghost_proc",
                        {"check": "ghost_proc", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
-        fire_from(salt_cli, mid, [{"tag": f"salt/beacon/{mid}/hx_health/ghost_proc", "data": dict(payload, id=mid)}])
+        fire_from(local_cli, mid, [{"tag": f"salt/beacon/{mid}/hx_health/ghost_proc", "data": dict(payload, id=mid)}])
 
     fail("hx-m1", "r1")
     wait_for(lambda: "hx-m1" in (runner_cli.run("hx_remediate.status").data or {}).get("active", {}), 60,
@@ -618,11 +621,11 @@ def test_role_budget_holds_a_second_minion_while_the_first_is_remediated(
     assert [a["target"] for a in ran] == ["hx-m1"], ran
     for mid in ("hx-m1", "hx-m2"):
         for inc in incidents(runner_cli, minion=mid, since=since):
-            salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test")
+            runner_cli.run("hx_incident.resolve", inc["id"], "by=test")
 
 
 def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remediated(
-        salt_cli, salt_run_cli, pillar, lab, ports, master, event_listener, runner_cli, local_cli):
+        pillar, lab, ports, master, event_listener, runner_cli, local_cli):
     """hx-m2 sends 5,000 unsigned service hints with invented names in one batch while demo on hx-m1
     is really SIGKILLed: the reactor's gate drops all but hx-m2's burst and rate before a runner job
     exists, the admitted ones are rejected from the cached name list, the master answers test.ping
@@ -631,7 +634,7 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
 
     pol = hx_remediation.policy()
     # Earlier tests spent hx-m1's remediation budget: the kill below must be judged on its own.
-    assert salt_run_cli.run("hx_remediate.release", "hx-m1").returncode == 0
+    assert runner_cli.run("hx_remediate.release", "hx-m1").returncode == 0
     assert lab.ctl("start", "demo").returncode == 0
     since = time.time()
     pillar.set("hx-m1", service_pillar(lab, ports))
@@ -748,7 +751,7 @@ def leaked(data):
 
 
 def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
-        salt_cli, salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, event_listener, runner_cli):
+        salt_run_cli, pillar, lab, ports, minions, master, hx_config, receiver, event_listener, runner_cli, local_cli):
     """Every channel (PagerDuty, Alertmanager with basic auth, Slack) with its receiver refusing
     connections, timing out and answering 500 with the request echoed (routing key, path, auth)."""
     channels = {
@@ -769,7 +772,7 @@ def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
         t0 = time.time()
         payload = sign(minions["hx-m1"], "hx-m1", "ghost_proc",
                        {"check": "ghost_proc", "status": "critical", "previous": "ok", "ts": time.time(), "nonce": nonce})
-        fire_from(salt_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/ghost_proc", "data": dict(payload, id="hx-m1")}])
+        fire_from(local_cli, "hx-m1", [{"tag": "salt/beacon/hx-m1/hx_health/ghost_proc", "data": dict(payload, id="hx-m1")}])
         inc = wait_for(lambda: [i for i in incidents(runner_cli, minion="hx-m1", since=t0)
                                 if i["check"] == "ghost_proc"], 60, f"the {mode} incident")[0]
 
@@ -784,7 +787,7 @@ def test_no_secret_reaches_log_audit_store_show_or_report_when_receivers_fail(
         assert sorted(e["channel"] for e in notes) == sorted(L1_CHANNELS * 2)
         assert all(expect in e["text"] for e in notes), (mode, [e["text"] for e in notes])
         found[mode] = rec
-        assert salt_run_cli.run("hx_incident.resolve", inc["id"], "by=test").returncode == 0
+        assert runner_cli.run("hx_incident.resolve", inc["id"], "by=test").returncode == 0
 
     receiver.stop()
     try:

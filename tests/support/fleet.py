@@ -39,11 +39,12 @@ RATE = 150  # requests/s through HAProxy during deployments
 
 
 class Fleet:
-    def __init__(self, tmp, pillar_tree, salt_cli, salt_run_cli):
+    def __init__(self, tmp, pillar_tree, salt_cli, salt_run_cli, runner_cli=None):
         self.tmp = tmp
         self.pillar_tree = pillar_tree
         self.salt_cli = salt_cli
-        self.run = salt_run_cli
+        self.run = salt_run_cli  # what an operator types: deployments, refusals, exit codes
+        self.read = runner_cli or salt_run_cli  # status and history reads, in-process when given
         self.ports = {"blue": httpserver.free_port(), "green": httpserver.free_port()}
         self.artifacts = tmp / "artifacts"
         self.static = None
@@ -89,9 +90,10 @@ class Fleet:
         return data
 
     def set_pillar(self, master_app=None, traffic=None):
-        self.pillar_tree.set(MASTER_ID, {"hx": {"apps": {"demo": master_app or self.app(canary=self.canary)}}})
+        pillars = {MASTER_ID: {"hx": {"apps": {"demo": master_app or self.app(canary=self.canary)}}}}
         for mid in HOSTS:
-            self.pillar_tree.set(mid, self.minion_pillar(mid, traffic=traffic if mid == "hx-m1" else None))
+            pillars[mid] = self.minion_pillar(mid, traffic=traffic if mid == "hx-m1" else None)
+        self.pillar_tree.set_many(pillars)
 
     def start(self):
         for version, flags in VERSIONS.items():
@@ -124,11 +126,10 @@ class Fleet:
         # The formula's reload-safe defaults (salt/hx/haproxy/haproxy.cfg.jinja).
         self.hap = HAProxy(hap_dir, backends={"demo": servers}, extra_defaults=["option idle-close-on-response"]).start()
         self.set_pillar()
-        for mid in HOSTS:
-            ret = self.salt_cli.run(
-                "hx_release.install", "app=demo", "version=1.0.0", "slot=blue", minion_tgt=mid, _timeout=120
-            )
-            assert ret.returncode == 0, ret
+        installed = self.salt_cli.run_many("hx_release.install", "app=demo", "version=1.0.0", "slot=blue",
+                                           minions=list(HOSTS), _timeout=120)
+        for mid, ret in installed.items():
+            assert ret.returncode == 0, (mid, ret)
         return self
 
     def stop(self):

@@ -46,15 +46,24 @@ class LocalCli:
         self.timeout = timeout
 
     def run(self, fun, *args, minion_tgt, _timeout=None):
+        return self.run_many(fun, *args, minions=[minion_tgt], _timeout=_timeout)[minion_tgt]
+
+    def run_many(self, fun, *args, minions, _timeout=None):
+        """One job to the listed minions at once (``salt -L``): ``{minion: Result}``."""
         # Arguments go as the CLI sends them ("key=value" strings), so the minion parses and
         # YAML-types them the same way.
         with salt.client.LocalClient(mopts=copy.deepcopy(self.opts)) as client:
-            raw = client.cmd(minion_tgt, fun, arg=list(args), timeout=_timeout or self.timeout, full_return=True)
-        answer = (raw or {}).get(minion_tgt)
-        if not isinstance(answer, dict):
-            return Result(1, answer, stderr=f"{minion_tgt} did not answer {fun}: {raw!r}")
-        retcode = answer.get("retcode") or 0
-        return Result(retcode if isinstance(retcode, int) else 1, answer.get("ret"))
+            raw = client.cmd(list(minions), fun, arg=list(args), tgt_type="list",
+                             timeout=_timeout or self.timeout, full_return=True) or {}
+        results = {}
+        for mid in minions:
+            answer = raw.get(mid)
+            if not isinstance(answer, dict):
+                results[mid] = Result(1, answer, stderr=f"{mid} did not answer {fun}: {raw!r}")
+                continue
+            retcode = answer.get("retcode") or 0
+            results[mid] = Result(retcode if isinstance(retcode, int) else 1, answer.get("ret"))
+        return results
 
 
 class RunnerCli:
