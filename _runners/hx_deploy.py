@@ -1198,7 +1198,8 @@ def _canary_ret(record, ok=("succeeded", "paused")):
     c = record.get("canary") or {}
     outcome = record["outcome"]
     steps = [
-        {k: r.get(k) for k in ("step", "percent", "weights", "share", "verdict", "reasons")}
+        {k: r.get(k) for k in ("step", "percent", "weights", "expected_share", "share", "interval", "watched",
+                               "verdict", "reasons")}
         | {"canary": r["canary"], "stable": r["stable"], "health": r["health"]}
         for r in c.get("results", [])
     ]
