@@ -174,7 +174,7 @@ def test_kill9_is_recovered_without_a_command(
     old = lab.pid("demo")
     killed_at = time.monotonic()
     os.kill(old, 9)
-    wait_for(lambda: lab.pid("demo") not in (None, old) and healthy(ports["demo"]), 60, "demo to come back")
+    wait_for(lambda: handled("hx-m2/service/fake-") is not None and lab.pid("demo") not in (None, old) and healthy(ports["demo"]), 60, "demo to come back")
     recovered_s = time.monotonic() - killed_at
     print(f"\nkill -9 -> healthy again through beacon/reactor/runner: {recovered_s:.2f} s")
 
@@ -646,9 +646,15 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     # so once this one is answered every flood event has been through the gate.
     marker = {"tag": "salt/beacon/hx-m1/service/stormy", "data": {"id": "hx-m1", "stormy": {"running": True}}}
 
+    # The listener forgets events 120 s after they arrive, and the kill's recovery below may take
+    # longer than that: every look keeps what it saw, by jid.
+    seen = {}
+
     def handled(fragment):
-        return [e for e in event_listener.get_events([(master.id, "salt/run/*/ret")], after_time=since)
-                if e.data.get("fun") == "runner.hx_remediate.handle" and fragment in json.dumps(e.data.get("fun_args"))]
+        for e in event_listener.get_events([(master.id, "salt/run/*/ret")], after_time=since):
+            if e.data.get("fun") == "runner.hx_remediate.handle":
+                seen.setdefault(e.data["jid"], e)
+        return [e for e in seen.values() if fragment in json.dumps(e.data.get("fun_args"))]
 
     client = salt.client.get_local_client(master.config_file)
     try:
@@ -702,7 +708,7 @@ def test_an_unsigned_flood_is_cut_before_it_costs_and_a_real_kill_is_still_remed
     # is the retry: reported after for_cycles (2 s), re-checked and verified (recheck_timeout 20 s
     # each in this module's hx_ops.yaml), restarted within demo's start_timeout (10 s).
     recovery_bound = 2 + 60 + 2 * 20 + 10
-    wait_for(lambda: lab.pid("demo") not in (None, old) and healthy(ports["demo"]),
+    wait_for(lambda: handled("hx-m2/service/fake-") is not None and lab.pid("demo") not in (None, old) and healthy(ports["demo"]),
              max(1.0, recovery_bound - (time.monotonic() - killed_at)), "demo, SIGKILLed during the flood, to be recovered")
     print(f"demo recovered {time.monotonic() - killed_at:.1f} s after its kill")
 
