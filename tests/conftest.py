@@ -29,17 +29,17 @@ salt._logging.shutdown_temp_handler()
 # ``--durations`` on the 2-core CI machine; docs/testing.md has the table.
 # A module not listed sorts by tier: integration, then functional, then unit.
 MODULE_COST = {
-    "tests/integration/test_remediation.py": 476,
-    "tests/integration/test_canary.py": 351,
-    "tests/integration/test_maint_run.py": 344,
-    "tests/integration/test_deploy.py": 250,
-    "tests/integration/test_health.py": 113,
-    "tests/functional/test_hx_service_supervisord.py": 110,
-    "tests/integration/test_services.py": 103,
-    "tests/integration/test_patching.py": 86,
-    "tests/integration/test_fresh_install.py": 85,
-    "tests/functional/test_hx_release.py": 56,
-    "tests/integration/test_maintenance.py": 55,
+    "tests/integration/test_remediation.py": 360,
+    "tests/integration/test_canary.py": 284,
+    "tests/integration/test_deploy.py": 215,
+    "tests/integration/test_maint_run.py": 209,
+    "tests/functional/test_hx_service_supervisord.py": 104,
+    "tests/integration/test_health.py": 89,
+    "tests/integration/test_services.py": 82,
+    "tests/integration/test_fresh_install.py": 79,
+    "tests/functional/test_hx_release.py": 40,
+    "tests/integration/test_maintenance.py": 30,
+    "tests/integration/test_patching.py": 15,
 }
 TIER_COST = {"integration": 40, "functional": 10, "unit": 0}
 
