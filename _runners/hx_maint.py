@@ -884,8 +884,12 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
                 run_.phase("stopped", result="failed", reason=str(exc))
                 _incidents(run_, failed)
                 return _finish(run_, "failed", str(exc))
+            # The lease names the hosts under work: remediation holds back there only.
+            run_.store.update(LOCKS, LOCK_KEY, token, batch=sorted(set(batch_hosts) | set(failed)))
             _batch(run_, batch_hosts, cfgs, facts, opts)
             failed = [h for h in hosts if run_.host(h)["outcome"] == "failed"]
+            # Failed hosts stay out of rotation, still held, until the run ends.
+            run_.store.update(LOCKS, LOCK_KEY, token, batch=failed)
             if hx_maintrun.fail_exceeded(len(failed), len(hosts), opts["max_fail_percentage"]):
                 reason = (f"{len(failed)} of {len(hosts)} host(s) failed ({', '.join(failed)}), more than "
                           f"max_fail_percentage={opts['max_fail_percentage']:g}; run stopped, failed hosts left "

@@ -31,6 +31,7 @@ import hx_incidents
 import hx_intent
 import hx_remediation
 import hx_runner
+import hx_store
 import hx_typed
 from hx_remediation import Rejected
 
@@ -44,6 +45,7 @@ BUDGET_BANK = "hx/remediate/budget"
 ACTIVE_BANK = "hx/remediate/active"
 NONCE_BANK = "hx/remediate/nonces"  # {minion: {nonce: first seen}}: signed events are accepted once
 DEPLOY_LOCKS = "hx/deploy/locks"
+MAINT_LOCKS = "hx/maint/locks"  # hx_maint.run's lease, key "fleet"
 ESCALATE_EVERY = 5.0  # s between escalate_due sweeps triggered by events
 _SWEEP = {"at": 0.0}
 _SWEEP_LOCK = threading.Lock()
@@ -195,7 +197,18 @@ def _suppression(minion, facts, pil, pol):
         return "disabled", "remediation disabled by configuration (hx_remediation:enabled)", True
     if sw.get("enabled") is False:
         return "disabled", f"remediation disabled by {sw.get('by')}: {sw.get('reason')}", True
+    cache = _cache()
+    now = time.time()
+
+    def alive(holder):
+        return hx_store.pid_alive(__opts__, holder)
+
     if pol["maintenance"] != "never":
+        lease = cache.fetch(MAINT_LOCKS, "fleet") or None
+        held = hx_remediation.maintenance_lease_hold(lease, minion, now, alive(lease))
+        if held:
+            return "maintenance", f"{minion} is in the batch of {held}", False
+    if pol["maintenance"] in ("configured", "any"):
         ret, err = _call(minion, "hx_maint.window_open", timeout=pol["recheck_timeout"])
         configured = (_hx(pil, "maintenance", {}) or {}).get("windows") if isinstance(_hx(pil, "maintenance", {}), dict) else None
         if not err and hx_remediation.maintenance_holds(pol["maintenance"], ret, configured):
@@ -203,10 +216,9 @@ def _suppression(minion, facts, pil, pol):
         if err and ret is not None and "is not available" not in str(ret):
             # hx_maint missing on the minion = no window; any other failure is worth a line
             log.warning("hx_remediate: hx_maint.window_open on %s: %s", minion, err)
-    cache = _cache()
     holders = {k: cache.fetch(DEPLOY_LOCKS, k) for k in (cache.list(DEPLOY_LOCKS) or [])
                if not k.startswith(".") and not k.startswith("tmp")}
-    held = hx_remediation.deploy_suppression(holders, facts.get("service"), time.time())
+    held = hx_remediation.deploy_suppression(holders, facts.get("service"), now, alive)
     if held:
         app, who = held
         return "deploy", f"{facts.get('service')} is under a deployment of {app}: {who}", False
@@ -592,6 +604,9 @@ def _act(d, inc, facts, pil, pol, current, opener):
     if sup:
         _joined(opener)
         reason, detail, escalate = sup
+        if reason in ("maintenance", "deploy"):
+            # Planned work ends: the minion's next report of this condition is judged again.
+            d.update(inc_id, lambda rec: dict(rec, awaiting_answer=True))
         d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
         _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
         _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": reason})

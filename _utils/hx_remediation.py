@@ -46,16 +46,18 @@ DEFAULTS = {
         "unknown": {"action": "notify"},
     },
     "budget": {"minion": {"max": 5, "window": 3600}, "role": {"max_pct": 50}},
-    # Which open maintenance windows (hx_maint.window_open on the minion) hold
-    # remediation back: "configured" = only windows declared in the minion's
-    # hx:maintenance:windows (hx_maint's built-in 02:00-06:00 default does not
-    # count), "any" = also that default, "never".
-    "maintenance": "configured",
+    # What maintenance holds remediation back. "lease" = only the hosts the
+    # live maintenance run is working on (its lease's batch): an open window
+    # with no run in it is when crashes happen too. "configured" = also any
+    # window declared in the minion's hx:maintenance:windows while it is open,
+    # "any" = also hx_maint's built-in 02:00-06:00 default, "never" = nothing.
+    "maintenance": "lease",
     "stale_ttl": 30,
     "recheck_timeout": 15,
     "action_timeout": 180,
 }
 ACTIONS = ("recover", "state", "notify")
+MAINTENANCE_MODES = ("lease", "configured", "any", "never")
 # Security settings are the master's alone: a pillar override is refused.
 MASTER_ONLY = ("require_signature", "unsigned_sources", "max_event_age", "unsigned_rate", "unsigned_burst",
                "signed_rate", "signed_burst", "declared_ttl")
@@ -125,8 +127,8 @@ def validate(p, prefix="hx_remediation"):
             raise ValueError(f"{prefix}:{key} must be true or false")
     if not isinstance(p["unsigned_sources"], list) or any(s not in SOURCES for s in p["unsigned_sources"]):
         raise ValueError(f"{prefix}:unsigned_sources must be a list of {', '.join(SOURCES)}")
-    if p["maintenance"] not in ("configured", "any", "never"):
-        raise ValueError(f"{prefix}:maintenance must be configured, any or never")
+    if p["maintenance"] not in MAINTENANCE_MODES:
+        raise ValueError(f"{prefix}:maintenance must be {', '.join(MAINTENANCE_MODES[:-1])} or never")
     if p["min_status"] not in ("warning", "critical"):
         raise ValueError(f"{prefix}:min_status must be warning or critical")
     for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_rate", "unsigned_burst",
@@ -372,9 +374,30 @@ def role_budget(active, role_size, max_pct):
     return {"allowed": active < slots, "active": active, "slots": slots, "size": role_size}
 
 
+def maintenance_lease_hold(holder, minion, now, alive=None):
+    """The maintenance run's description when its live lease is working on ``minion``, else None.
+
+    ``holder``: the lease under ``hx/maint/locks`` (None when no run holds
+    it). Only the hosts of the batch in progress (and those it left failed,
+    out of rotation, until the run ends) are under planned work; the other
+    targets still get remediation. A dead run holds nothing back.
+    """
+    if not isinstance(holder, dict) or holder.get("kind", "maint") != "maint":
+        return None
+    if hx_lease.stale(holder, now, alive)[0]:
+        return None
+    if minion not in (holder.get("batch") or []):
+        return None
+    return hx_lease.describe(holder, now)
+
+
 def maintenance_holds(mode, window_status, configured_windows):
-    """Does an ``hx_maint.window_open`` answer hold remediation back under ``mode``?"""
-    if mode == "never" or not isinstance(window_status, dict) or not window_status.get("open"):
+    """Does an ``hx_maint.window_open`` answer hold remediation back under ``mode``?
+
+    Windows count only in modes ``configured`` and ``any``; in ``lease`` (the
+    default) only a live run's batch does (``maintenance_lease_hold``).
+    """
+    if mode not in ("configured", "any") or not isinstance(window_status, dict) or not window_status.get("open"):
         return False
     if window_status.get("enforce") is False or window_status.get("emergency"):
         return False  # "always open" because not enforced is not a maintenance window

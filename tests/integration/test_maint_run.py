@@ -274,7 +274,11 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(fleet, clean, mast
     try:
         events = event_listener.wait_for_events([(master.id, "hx/maint/*/drain")], timeout=90, after_time=since)
         assert events.found_all_events, "the first run never drained a host"
-        first_id = next(iter(events.matches)).tag.split("/")[2]
+        drained = next(iter(events.matches))
+        first_id = drained.tag.split("/")[2]
+        # The lease names the batch under work (remediation holds back there, and only there).
+        held = fleet.read.run("hx_maint.status").data["lock"]
+        assert held["batch"] == [drained.data["host"]], held
         second = fleet.maint("tgt=hx-m2", "batch=1")
         status = fleet.read.run("hx_maint.status").data
     finally:

@@ -233,10 +233,45 @@ def test_below_min_status_lets_forecasts_through(name, status, min_status, below
         ("configured", {"open": False, "enforce": True}, [{"name": "n"}], False),
         ("never", {"open": True, "enforce": True}, [{"name": "n"}], False),
         ("any", "'hx_maint.window_open' is not available.", None, False),
+        # the default: a window with no run in it holds nothing back
+        ("lease", {"open": True, "enforce": True, "window": "nightly"}, [{"name": "nightly"}], False),
     ],
 )
 def test_maintenance_holds(mode, status, configured, holds):
     assert r.maintenance_holds(mode, status, configured) is holds
+
+
+def test_by_default_only_a_live_maintenance_run_holds_remediation_back():
+    assert r.policy()["maintenance"] == "lease"
+    assert "lease" in r.MAINTENANCE_MODES
+
+
+def _maint_lease(now, **extra):
+    import hx_lease
+    holder = hx_lease.new("t", "maint", "fleet", "m-1", "bob", "m1", 43, now, 30, what="maintenance run m-1 on app*")
+    return dict(holder, **extra)
+
+
+@pytest.mark.parametrize(
+    "lease, minion, later, alive, held",
+    [
+        ({"batch": ["app1"]}, "app1", 5, None, True),
+        ({"batch": ["app1"]}, "app2", 5, None, False),  # a target not yet (or no longer) under work
+        ({"batch": []}, "app1", 5, None, False),  # between batches
+        ({}, "app1", 5, None, False),  # a lease from before batches were recorded names no host
+        ({"batch": ["app1"]}, "app1", 31, None, False),  # expired: the run is dead
+        ({"batch": ["app1"]}, "app1", 5, False, False),  # its process is gone
+        ({"batch": ["app1"], "kind": "deploy"}, "app1", 5, None, False),
+        (None, "app1", 5, None, False),
+    ],
+)
+def test_a_maintenance_lease_holds_back_only_its_batch(lease, minion, later, alive, held):
+    now = 1000.0
+    holder = None if lease is None else _maint_lease(now, **lease)
+    text = r.maintenance_lease_hold(holder, minion, now + later, alive)
+    assert bool(text) is held, text
+    if held:
+        assert text.startswith("maintenance run m-1 on app* by bob") and "heartbeat 5 s ago" in text
 
 
 def _lease(now, **extra):
