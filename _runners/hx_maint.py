@@ -678,6 +678,7 @@ def _batch(run, batch, cfgs, facts, opts):
         if rec["outcome"] == "ok":
             rec["in_rotation"] = True
             run.phase("host_done", host=host, duration=round(rec["ended"] - rec["started"], 1))
+            _resolve_held(run, host)
             _say(f"{host}: done, back in rotation ({rec['ended'] - rec['started']:.0f}s)")
         else:
             rec["in_rotation"] = False
@@ -689,6 +690,22 @@ def _batch(run, batch, cfgs, facts, opts):
             run.phase("host_failed", host=host, result="failed", step=rec.get("failed_step"), reason=rec.get("reason"))
             _say(f"{host}: FAILED at {rec.get('failed_step')}: {rec.get('reason')}; left out of rotation")
     run.record["batches"].append(batch)
+
+
+def _resolve_held(run, host):
+    """The host is maintained, verified and back in rotation: what remediation held back for it is over."""
+    if hx_incidents is None or not hasattr(hx_incidents, "make_desk"):
+        return
+    try:
+        ids = hx_incidents.make_desk(__opts__).resolve_held(
+            [host], f"maintenance run {run.id}",
+            f"{host} maintained by run {run.id}, verified and back in rotation: the planned work that held this back has ended")
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("hx_maint: could not resolve the held-back incidents of %s: %s", host, exc)
+        return
+    if ids:
+        run.phase("incidents_resolved", host=host, incidents=ids)
+        _say(f"{host}: resolved {len(ids)} incident(s) held back for this maintenance: {', '.join(ids)}")
 
 
 def _incidents(run, failed):

@@ -417,7 +417,7 @@ def _handle_ok(d, ev, key, pol):
     if now_status["status"] != "ok":
         return {"result": True, "outcome": "noted", "incident": inc["id"]}
     try:
-        d.resolve(inc["id"], "hx", "condition cleared (beacon and master re-check agree)")
+        d.resolve(inc["id"], "hx", _after_planned_work(inc, "condition cleared (beacon and master re-check agree)"))
     except ValueError:
         pass  # resolved meanwhile
     _fire(minion, "resolved", {"incident": inc["id"], "check": inc["check"]})
@@ -550,9 +550,14 @@ def _open(d, ev, key, facts, current, confirmed, status, icfg, pillar_errors, si
     return inc
 
 
+def _after_planned_work(inc, note):
+    """The resolution says when planned work (maintenance, a deployment) had held the incident back."""
+    return note + ("; planned work had held it back earlier" if inc.get("held_since") else "")
+
+
 def _cleared_on_retry(d, inc, facts, current, why=None):
     """An incident opened while the minion did not answer, which answers ok (or intended) now."""
-    note = why or f"condition cleared: the minion answered the re-check ({current.get('message') or 'ok'})"
+    note = _after_planned_work(inc, why or f"condition cleared: the minion answered the re-check ({current.get('message') or 'ok'})")
     try:
         d.resolve(inc["id"], "hx", note)
     except ValueError:
@@ -604,13 +609,13 @@ def _act(d, inc, facts, pil, pol, current, opener):
     if sup:
         _joined(opener)
         reason, detail, escalate = sup
+        escalate = escalate and inc["escalate"]
         if reason in ("maintenance", "deploy"):
-            # Planned work ends: the minion's next report of this condition is judged again.
-            d.update(inc_id, lambda rec: dict(rec, awaiting_answer=True))
+            escalate, detail = _held(d, inc_id, detail, pol["hold_max"])
         d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
         _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
         _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": reason})
-        return _escalate_or_leave(d, inc_id, f"remediation suppressed: {detail}", escalate and inc["escalate"], "suppressed")
+        return _escalate_or_leave(d, inc_id, f"remediation suppressed: {detail}", escalate, "suppressed")
     role = _hx(pil, "role")
     ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
     if not ok:
@@ -623,6 +628,21 @@ def _act(d, inc, facts, pil, pol, current, opener):
         return _run_action(d, inc_id, minion, facts, spec, action, pol, opener)
     finally:
         _release_active(minion)
+
+
+def _held(d, inc_id, detail, hold_max):
+    """Planned work holds the incident back: ``(escalate, detail)``.
+
+    The minion's next report of the condition is judged again (the work may
+    have moved on); past ``hold_max`` people are told, once.
+    """
+    now = time.time()
+    rec = d.update(inc_id, lambda r: dict(r, awaiting_answer=True, held_since=r.get("held_since") or now))
+    over = hx_remediation.held_too_long(rec["held_since"], now, hold_max)
+    if not over or rec.get("hold_escalated"):
+        return False, detail
+    d.update(inc_id, lambda r: dict(r, hold_escalated=True))
+    return True, f"{detail}; {over}"
 
 
 def _escalate_or_leave(d, inc_id, reason, escalate, outcome):
@@ -667,7 +687,7 @@ def _run_action(d, inc_id, minion, facts, spec, action, pol, opener):
                            "healthy": healthy, "ms": ms})
     if healthy and acted_ok:
         try:
-            d.resolve(inc_id, "hx", f"remediated: {action} {outcome}, verified ok")
+            d.resolve(inc_id, "hx", _after_planned_work(d.store.get(inc_id) or {}, f"remediated: {action} {outcome}, verified ok"))
         except ValueError:
             pass
         return {"result": True, "outcome": "remediated", "incident": inc_id, "action": action, "detail": detail, "ms": ms}

@@ -715,8 +715,15 @@ class Desk:
 
     def resolve_planned(self, minions, service, by, note):
         """Resolve the active incidents about ``service`` on ``minions`` that planned work explains; their ids."""
+        return self._resolve_each(planned(self.store.all(), set(minions), service), by, note)
+
+    def resolve_held(self, minions, by, note):
+        """Resolve the active incidents on ``minions`` that planned work held back, once it has ended there; their ids."""
+        return self._resolve_each(held_back(self.store.all(), set(minions)), by, note)
+
+    def _resolve_each(self, incidents, by, note):
         done = []
-        for inc in planned(self.store.all(), set(minions), service):
+        for inc in incidents:
             try:
                 self.resolve(inc["id"], by, note)
                 done.append(inc["id"])
@@ -743,6 +750,12 @@ def planned(incidents, minions, service):
     return [inc for inc in incidents
             if inc.get("status") in ACTIVE and inc.get("minion") in minions
             and (inc.get("facts") or {}).get("service") == service]
+
+
+def held_back(incidents, minions):
+    """Active incidents on ``minions`` that remediation held back for planned work (``held_since``)."""
+    return [inc for inc in incidents
+            if inc.get("status") in ACTIVE and inc.get("minion") in minions and inc.get("held_since")]
 
 
 _REPORTED = {}  # error text -> when it was last logged and audited by this process

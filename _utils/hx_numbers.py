@@ -199,6 +199,7 @@ REMEDIATION = {
     "signed_rate": bound(0.01, 10000, unit="events/s"),
     "signed_burst": bound(1, 1000000, integer=True, unit="events"),
     "declared_ttl": bound(1, DAY, unit="s"),
+    "hold_max": bound(1, WEEK, unit="s"),
     "budget:minion:max": bound(1, 10000, integer=True, unit="actions"),
     "budget:minion:window": bound(1, WEEK, unit="s"),
     "budget:role:max_pct": bound(1, 100, unit="%"),

@@ -52,6 +52,9 @@ DEFAULTS = {
     # window declared in the minion's hx:maintenance:windows while it is open,
     # "any" = also hx_maint's built-in 02:00-06:00 default, "never" = nothing.
     "maintenance": "lease",
+    # Seconds a problem may stay held back by planned work (maintenance,
+    # deployment) before people are told: the work may be stuck.
+    "hold_max": 3600,
     "stale_ttl": 30,
     "recheck_timeout": 15,
     "action_timeout": 180,
@@ -132,7 +135,7 @@ def validate(p, prefix="hx_remediation"):
     if p["min_status"] not in ("warning", "critical"):
         raise ValueError(f"{prefix}:min_status must be warning or critical")
     for key in ("max_event_age", "stale_ttl", "recheck_timeout", "action_timeout", "unsigned_rate", "unsigned_burst",
-                "signed_rate", "signed_burst", "declared_ttl"):
+                "signed_rate", "signed_burst", "declared_ttl", "hold_max"):
         p[key] = _number(p[key], prefix, key)
     if not isinstance(p["actions"], dict):
         raise ValueError(f"{prefix}:actions must be a mapping of incident type to action")
@@ -389,6 +392,13 @@ def maintenance_lease_hold(holder, minion, now, alive=None):
     if minion not in (holder.get("batch") or []):
         return None
     return hx_lease.describe(holder, now)
+
+
+def held_too_long(held_since, now, hold_max):
+    """Text for the escalation when planned work has held a problem back longer than ``hold_max`` s, else None."""
+    if not isinstance(held_since, (int, float)) or now - held_since <= hold_max:
+        return None
+    return f"held back by planned work for {now - held_since:.0f} s, longer than hx_remediation:hold_max ({hold_max:g} s)"
 
 
 def maintenance_holds(mode, window_status, configured_windows):

@@ -18,6 +18,7 @@ import time
 import pytest
 import yaml
 
+import hx_incidents
 from tests.support.aptrepo import pkg_environment, private_apt
 from tests.support.deps import require_binary
 from tests.support.fleet import Fleet
@@ -293,7 +294,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(fleet, clean, mast
     assert fleet.read.run("hx_maint.status").data["running"] is False
 
 
-def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean):
+def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean, master):
     before = fleet.rows()
     fleet.fresh_backup("hx-m2", age_s=25 * 3600)
     stale = fleet.maint("tgt=hx-m2")
@@ -309,8 +310,24 @@ def test_no_recent_backup_and_closed_window_refuse_emergency_runs(fleet, clean):
     assert fleet.rows() == before
     assert fleet.read.run("hx_maint.status").data["running"] is False
 
+    # Two incidents on hx-m2: one remediation held back for planned work, one it did not.
+    desk = hx_incidents.make_desk(master.config, fire=lambda tag, data: None)
+    now = time.time()
+    cls = hx_incidents.classify("service_down", "critical")
+    made = {}
+    for name, extra in (("held", {"held_since": now}), ("other", {})):
+        inc = hx_incidents.new_incident(hx_incidents.make_id(now, "hx-m2", set(desk.store.ids())), "hx-m2",
+                                        f"{name}_http", name, cls, now, f"{name} down on hx-m2", status="critical")
+        desk.create(dict(inc, **extra))
+        made[name] = inc["id"]
+
     emergency = fleet.maint("tgt=hx-m2", "emergency=True")
     assert emergency.returncode == 0, emergency.stdout
+    held, other = desk.store.get(made["held"]), desk.store.get(made["other"])
+    assert held["status"] == "resolved" and held["resolved_by"] == f"maintenance run {emergency.data['run']}", held
+    assert "the planned work that held this back has ended" in held["timeline"][-1]["text"], held["timeline"][-1]
+    assert other["status"] == "open", other
+    desk.resolve(made["other"], "test")
     assert emergency.data["compliance"] == {"emergency": True, "window_respected": False,
                                             "backup_verified": False, "verification_passed": True}
     rec = record(fleet, emergency.data["run"])

@@ -479,6 +479,8 @@ def test_maintenance_holds_back_only_the_batch_a_live_run_is_working_on(
                        "the held-back incident to be resolved by its remediation")
         assert [a for a in audit(master, "remediate.suppress") if a["ts"] >= acted_from] == []
         assert any(e["kind"] == "suppressed" for e in rec["timeline"]), rec["timeline"]
+        assert any("planned work had held it back" in json.dumps(e) for e in rec["timeline"] if e["kind"] == "status"), \
+            rec["timeline"]
     finally:
         store.release("hx/maint/locks", "fleet", token)
         # The module's tests share hx-m1's remediation budget (5 an hour): this one's restart is not theirs.
@@ -486,6 +488,53 @@ def test_maintenance_holds_back_only_the_batch_a_live_run_is_working_on(
         for inc_id in opened:
             if show(runner_cli, inc_id)["status"] != "resolved":
                 runner_cli.run("hx_incident.resolve", inc_id, "by=test")
+
+
+def test_a_problem_held_back_longer_than_hold_max_escalates_once_and_nothing_runs(
+        salt_cli, pillar, lab, ports, minions, master, hx_config, receiver, runner_cli, local_cli):
+    """A live lease whose batch never ends: the next report after hold_max escalates (people must
+    look: the work may be stuck); the lease still holds the host, so nothing runs."""
+    hold_max = 2
+    # The escalation timer must not climb levels here: the levels are what this test reads.
+    hx_config(receiver.url, timeout=600, remediation={"hold_max": hold_max})
+    since = time.time()
+    pillar.set("hx-m1", service_pillar(lab, ports, beacon=False))
+    assert lab.pid("demo") is None
+    store = hx_store.Store(master.config)
+    token = "test-hold-token"
+    store.put("hx/maint/locks", "fleet", hx_lease.new(
+        token, "maint", "fleet", "mstuck", "tester", master.id, os.getpid(), time.time(), 300,
+        what="maintenance run mstuck on hx-m*", batch=["hx-m1"]))
+
+    def held():
+        return [a for a in audit(master, "remediate.suppress") if a["ts"] >= since]
+
+    opened = []
+    try:
+        report_demo_down(minions, local_cli, "hold-1")
+        first = wait_for(held, 60, "the first suppression")[0]
+        opened.append(first["incident"])
+        assert "hold_max" not in first["detail"], first
+        assert show(runner_cli, first["incident"])["level"] == 0
+        # hold_max is a promise in wall-clock seconds from the first suppression.
+        wait_for(lambda: time.time() > first["ts"] + hold_max, hold_max + 1, "hold_max to pass")
+        report_demo_down(minions, local_cli, "hold-2")
+        second = wait_for(lambda: held()[1:], 60, "the second report's suppression")[0]
+        assert "longer than hx_remediation:hold_max (2 s)" in second["detail"], second
+        inc = wait_for(lambda: (lambda r: r if r["status"] == "escalated" else None)(show(runner_cli, first["incident"])),
+                       30, "the held-back incident to escalate")
+        assert inc["level"] == 1, inc
+        report_demo_down(minions, local_cli, "hold-3")
+        wait_for(lambda: held()[2:], 60, "the third report's suppression")
+        assert show(runner_cli, first["incident"])["level"] == 1, "escalated once, not at every report"
+        ups = [a for a in audit(master, "incident.escalate") if a.get("incident") == first["incident"]]
+        assert len(ups) == 1 and "hold_max" in ups[0]["reason"], ups
+        # The audit line is written after the decision: no action can follow it.
+        assert lab.pid("demo") is None, "remediation ran on a host the live lease holds"
+    finally:
+        store.release("hx/maint/locks", "fleet", token)
+        for inc_id in opened:
+            runner_cli.run("hx_incident.resolve", inc_id, "by=test")
 
 
 def test_builtin_service_beacon_event_is_handled_as_a_second_source(pillar, lab, ports, master, runner_cli, local_cli):

@@ -105,6 +105,7 @@ def test_pillar_cannot_loosen_security_or_re_enable():
         ({"unsigned_sources": ["ps"]}, "unsigned_sources"),
         ({"min_status": "ok"}, "min_status"),
         ({"maintenance": "sometimes"}, "maintenance must be"),
+        ({"hold_max": 0}, "hold_max"),
         ({"recheck_timeout": 0}, "hx_remediation:recheck_timeout: must be a number from 1 to 3600 s, got 0"),
         ({"max_event_age": 1e12}, "hx_remediation:max_event_age: must be a number from 1 to 86400 s"),
         ({"enabeld": True}, "enabeld: unknown key"),
@@ -244,6 +245,20 @@ def test_maintenance_holds(mode, status, configured, holds):
 def test_by_default_only_a_live_maintenance_run_holds_remediation_back():
     assert r.policy()["maintenance"] == "lease"
     assert "lease" in r.MAINTENANCE_MODES
+
+
+@pytest.mark.parametrize(
+    "since, now, hold_max, text",
+    [
+        (1000.0, 1000.0, 3600, None),
+        (1000.0, 4600.0, 3600, None),  # exactly the bound: not yet
+        (1000.0, 4601.0, 3600, "held back by planned work for 3601 s, longer than hx_remediation:hold_max (3600 s)"),
+        (None, 9999.0, 1, None),  # never held back
+    ],
+)
+def test_a_problem_held_back_past_hold_max_is_told(since, now, hold_max, text):
+    assert r.held_too_long(since, now, hold_max) == text
+    assert r.policy()["hold_max"] == 3600
 
 
 def _maint_lease(now, **extra):
