@@ -502,7 +502,7 @@ def _wait_healthy(svc, backend, timeout):
         time.sleep(POLL_INTERVAL)
 
 
-def _traffic_hook(svc, action):
+def _traffic_hook(svc, action, budget=True):
     """Drain/ready through hx_traffic when the service carries LB traffic."""
     traffic = svc["traffic"]
     if not traffic:
@@ -510,8 +510,9 @@ def _traffic_hook(svc, action):
     func = f"hx_traffic.{action}"
     if func not in __salt__ or not __salt__["hx_traffic.configured"]():
         return False, "skipped (no traffic driver)"
+    kwargs = {} if budget or action != "drain" else {"budget": False}
     try:
-        __salt__[func](backend=traffic["backend"], server=traffic["server"])
+        __salt__[func](backend=traffic["backend"], server=traffic["server"], **kwargs)
     except SaltInvocationError as exc:
         # backend/server come from pillar hx:services:<svc>:traffic, not from the user.
         raise hx_errors.ConfigError(f"hx:services:{svc['name']}:traffic: {exc}") from exc
@@ -544,12 +545,12 @@ def _start_one(cfg, name, backend, timeout=None):
     return out
 
 
-def _stop_one(cfg, name, backend):
+def _stop_one(cfg, name, backend, budget=True):
     svc = cfg["services"][name]
     proc = backend.state()
     if proc["state"] in ("stopped", "failed"):
         return {"drained": False, "drain": "not needed (not running)", "stopped": "already_stopped"}
-    drained, how = _traffic_hook(svc, "drain")
+    drained, how = _traffic_hook(svc, "drain", budget)
     out = {"drained": drained, "drain": how}
     out.update(backend.stop(svc["stop_timeout"]))
     return out
@@ -931,8 +932,10 @@ def _restart_for_recovery(cfg, name, backend, proc):
     svc = cfg["services"][name]
     stop_res = None
     if proc["state"] in ("running", "starting", "stopping"):
-        # Running but unhealthy: the same graceful path as a planned stop.
-        stop_res = _stop_one(cfg, name, backend)
+        # Running but unhealthy: the same graceful path as a planned stop. Never held by
+        # the blast-radius budget: this brings a broken host back (the master's
+        # remediation holds the host's slot while it works).
+        stop_res = _stop_one(cfg, name, backend, budget=False)
     began = time.monotonic()
     try:
         backend.start()

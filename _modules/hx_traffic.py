@@ -37,6 +37,7 @@ try:
     import hx_haproxy
     import hx_nginx
     import hx_numbers
+    import hx_rotation
 
     _IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by __virtual__
@@ -669,10 +670,42 @@ def ready(backend, server, driver=None):
     return set_state(backend, server, "ready", driver=driver)
 
 
-def drain(backend, server, timeout=30, interval=0.2, driver=None):
+def _budget_check(backend, server, driver):
+    """Refuse to take ``server`` out when its app's blast-radius budget (``hx:apps:<app>:max_out``) is spent."""
+    apps = _pillar("hx:apps", {}) or {}
+    if not isinstance(apps, dict):
+        return
+    for app in sorted(apps):
+        raw = apps[app]
+        if not isinstance(raw, dict) or raw.get("backend", app) != backend:
+            continue
+        try:
+            cfg = hx_rotation.app_budget(app, raw)
+        except ValueError as exc:
+            raise hx_errors.ConfigError(str(exc)) from None
+        host = hx_rotation.host_of(cfg, server)
+        if host is None:
+            continue
+        rows = servers(backend, driver=driver).get(backend) or {}
+        if not hx_rotation.live(rows.get(server)):
+            return  # an idle, drained or DOWN server: taking it out takes nothing away
+        decision = hx_rotation.decide(host, cfg["max_out"], hx_rotation.hosts_out(cfg, rows), {}, time.time())
+        if not decision["granted"]:
+            raise CommandExecutionError(hx_rotation.refusal(app, host, decision)
+                                        + f"; nothing was changed (budget=False drains {server} anyway)")
+
+
+def drain(backend, server, timeout=30, interval=0.2, driver=None, budget=True):
     """
     Take a server out of rotation without cutting a request: ``drain`` (no new
     sessions), wait until it has no current sessions, then ``maint``.
+
+    budget
+        When ``server`` is a host of an app in this minion's ``hx:apps`` (by
+        backend and server template), refuse while ``hx:apps:<app>:max_out``
+        hosts of the app are out of rotation already, naming them (default
+        True). ``False`` drains anyway: the master's automations pass it
+        after asking the shared budget themselves.
 
     Raises CommandExecutionError when sessions remain after ``timeout`` s (the
     server stays in drain: it gets no new traffic, nothing was cut). With nginx
@@ -686,6 +719,7 @@ def drain(backend, server, timeout=30, interval=0.2, driver=None):
     .. code-block:: bash
 
         salt lb1 hx_traffic.drain backend=demo server=app1_blue timeout=60
+        salt lb1 hx_traffic.drain backend=demo server=app1_blue budget=False
     """
     _require_configured("drain", backend, server)
     _name("backend", backend)
@@ -696,6 +730,12 @@ def drain(backend, server, timeout=30, interval=0.2, driver=None):
         raise SaltInvocationError(f"timeout/interval: must be numbers, got {timeout!r}/{interval!r}") from None
     if timeout < 0 or not 0 < interval <= 10:
         raise SaltInvocationError("timeout: must be >= 0 and interval: in (0, 10]")
+    if budget not in (True, False):
+        if str(budget).lower() not in ("true", "false"):
+            raise SaltInvocationError(f"budget: must be True or False, got {budget!r}")
+        budget = str(budget).lower() == "true"
+    if budget:
+        _budget_check(backend, server, driver)
     began = time.monotonic()
     deadline = began + timeout
     first = set_state(backend, server, "drain", driver=driver)

@@ -34,6 +34,7 @@ import hx_events
 import hx_fleet
 import hx_lease
 import hx_maintrun
+import hx_rotation
 import hx_runner
 import hx_typed
 import hx_store
@@ -281,6 +282,65 @@ def _wait_for_deploys(run, batch, facts, wait=DEPLOY_WAIT):
     run.phase("waited_deploy", hosts=batch, holders=what, seconds=round(time.monotonic() - began, 1))
 
 
+# ... and this long for the blast-radius budget of an app (another host out
+# under someone else's work: a remediation, another automation).
+BUDGET_WAIT = 600
+
+
+def _observed_out(apps, app):
+    """Hosts of ``app`` no load balancer shows live (drained by hand, DOWN, left out)."""
+    cfg = apps[app]
+    out = set()
+    for lb in cfg["lbs"]:
+        try:
+            out |= set(hx_rotation.hosts_out(cfg, _lb_rows(lb, cfg["backend"])))
+        except StepFailed as exc:
+            raise Stop(f"cannot read {lb} {cfg['backend']} for the blast-radius budget of {app}: {exc}") from None
+    return out
+
+
+def _ask_budget(slots, batch, apps):
+    """Ask each app's budget for the batch's hosts: ``(refusals, waitable)``."""
+    refusals, waitable = [], False
+    for host in batch:
+        for app in hx_rotation.apps_of(apps, host):
+            decision = slots.ask(app, host, apps[app]["max_out"], _observed_out(apps, app))
+            if not decision["granted"]:
+                refusals.append(hx_rotation.refusal(app, host, decision))
+                waitable = waitable or decision["foreign"]
+    return refusals, waitable
+
+
+def _wait_for_budget(run, batch, apps, slots, wait=BUDGET_WAIT):
+    """Before draining ``batch``: hold a budget slot for every host and app, waiting (bounded) for others'."""
+    too_big = hx_rotation.batch_too_big(apps, batch)
+    if too_big:
+        raise Stop(f"{too_big}; nothing was drained")
+    began = time.monotonic()
+    said = None
+    refusals, waitable = _ask_budget(slots, batch, apps)
+    waiting = bool(refusals)
+    if waiting:
+        run.phase("wait_budget", hosts=batch, holders="; ".join(refusals))
+    while refusals:
+        waited = time.monotonic() - began
+        if not waitable or waited >= wait:
+            for host in batch:
+                slots.give_back(host)
+            why = "" if waitable else " (held by no running automation: put them back or wait for them)"
+            raise Stop("; ".join(refusals) + f"{why}; nothing was drained after {waited:.0f}s")
+        if said is None or waited - said >= 10:
+            _say(f"waiting for the blast-radius budget before draining {', '.join(batch)} ({waited:.0f}s): "
+                 + "; ".join(refusals))
+            said = waited
+        time.sleep(1)
+        refusals, waitable = _ask_budget(slots, batch, apps)
+    if waiting:
+        seconds = round(time.monotonic() - began, 1)
+        run.record.setdefault("waited", []).append({"hosts": batch, "for": "blast-radius budget", "seconds": seconds})
+        run.phase("waited_budget", hosts=batch, seconds=seconds)
+
+
 def _settings(hosts):
     answers = _call(hosts, "pillar.get", arg=["hx:maintenance"], kwarg={"default": {}, "unmask": True})
     cfgs, problems = {}, []
@@ -411,8 +471,9 @@ def _drain(run, host, facts, cfg):
         entry = {"app": app, "lb": lb, "backend": backend, "server": server, "before": before}
         rec["drained"].append(entry)
         run.save()
+        # budget=False: this run holds the host's slot in the master's budget already.
         ret = _one(lb, "hx_traffic.drain", kwarg={"backend": backend, "server": server,
-                                                   "timeout": cfg["drain_timeout"]},
+                                                   "timeout": cfg["drain_timeout"], "budget": False},
                    timeout=int(cfg["drain_timeout"]) + 30)
         entry["drain"] = {k: ret.get(k) for k in ("from", "state", "waited_ms")}
         row = _lb_rows(lb, backend).get(server) or {}
@@ -658,7 +719,7 @@ def _maintain(run, host, cfgs, facts, opts):
     return True
 
 
-def _batch(run, batch, cfgs, facts, opts):
+def _batch(run, batch, cfgs, facts, opts, slots):
     for host in batch:
         run.host(host).update(outcome="running", started=time.time())
     run.phase("batch", hosts=batch, number=len(run.record["batches"]))
@@ -678,6 +739,7 @@ def _batch(run, batch, cfgs, facts, opts):
         if rec["outcome"] == "ok":
             rec["in_rotation"] = True
             run.phase("host_done", host=host, duration=round(rec["ended"] - rec["started"], 1))
+            slots.give_back(host)
             _resolve_held(run, host)
             _say(f"{host}: done, back in rotation ({rec['ended'] - rec['started']:.0f}s)")
         else:
@@ -884,10 +946,11 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
     beat = hx_store.Heartbeat(run_.store, LOCKS, LOCK_KEY, token, hx_lease.heartbeat_every(
         float((run_.store.get(LOCKS, LOCK_KEY) or {}).get("ttl") or hx_lease.DEFAULT_TTL)))
     beat.__enter__()
+    slots = hx_store.Slots(run_.store, "maint", run_.id, run_.record["user"], f"maintenance run {run_.id}")
     try:
         try:
             _backups(run_, hosts, cfgs, emergency)
-            _apps_, facts = _prechecks(run_, hosts, cfgs, opts["services"])
+            app_cfgs, facts = _prechecks(run_, hosts, cfgs, opts["services"])
         except Stop as exc:
             return _finish(run_, "refused", str(exc))
         plan = hx_maintrun.batches(hosts, batch)
@@ -897,13 +960,14 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
             try:
                 _wait_for_deploys(run_, batch_hosts, facts)
                 _drain_safety(batch_hosts, facts)
+                _wait_for_budget(run_, batch_hosts, app_cfgs, slots)
             except Stop as exc:
                 run_.phase("stopped", result="failed", reason=str(exc))
                 _incidents(run_, failed)
                 return _finish(run_, "failed", str(exc))
             # The lease names the hosts under work: remediation holds back there only.
             run_.store.update(LOCKS, LOCK_KEY, token, batch=sorted(set(batch_hosts) | set(failed)))
-            _batch(run_, batch_hosts, cfgs, facts, opts)
+            _batch(run_, batch_hosts, cfgs, facts, opts, slots)
             failed = [h for h in hosts if run_.host(h)["outcome"] == "failed"]
             # Failed hosts stay out of rotation, still held, until the run ends.
             run_.store.update(LOCKS, LOCK_KEY, token, batch=failed)
@@ -923,6 +987,7 @@ def run(tgt, tgt_type="glob", batch=1, emergency=False, max_fail_percentage=0, s
         log.exception("hx_maint.run %s", run_.id)
         return _finish(run_, "error", f"unexpected error: {exc}; hosts being maintained stay out of rotation")
     finally:
+        slots.__exit__(None, None, None)  # a host left out still counts: the LB shows it out
         beat.__exit__(None, None, None)
         run_.store.release(LOCKS, LOCK_KEY, token)
 
@@ -985,6 +1050,9 @@ def plan(tgt, tgt_type="glob", batch=1, emergency=False, security_only=None, reb
             except Stop as exc:
                 safe = str(exc)
                 refusals.append(f"batch {n}: {exc}")
+            too_big = hx_rotation.batch_too_big(apps, batch_hosts)
+            if too_big:
+                refusals.append(f"batch {n}: {too_big}")
             servers = [f"{lb}:{be}/{s}" for h in batch_hosts for _a, lb, be, s in facts[h]["servers"]]
             lines.append(f"batch {n}: {', '.join(batch_hosts)}: drain {', '.join(servers) or 'nothing (in no app)'}"
                          f" ({safe})")

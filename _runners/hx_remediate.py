@@ -30,6 +30,7 @@ import hx_fleet
 import hx_incidents
 import hx_intent
 import hx_remediation
+import hx_rotation
 import hx_runner
 import hx_store
 import hx_typed
@@ -625,9 +626,49 @@ def _act(d, inc, facts, pil, pol, current, opener):
         _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "budget"})
         return _escalate_or_leave(d, inc_id, why, True, "suppressed")
     try:
-        return _run_action(d, inc_id, minion, facts, spec, action, pol, opener)
+        slots, refused = _take_rotation(minion, pil, inc_id, action, facts)
+    except Exception:
+        _release_active(minion)
+        raise
+    if refused:
+        _release_active(minion)
+        _joined(opener)
+        escalate, detail = _held(d, inc_id, refused, pol["hold_max"])
+        d.note(inc_id, "suppressed", f"{action} not run: {detail}")
+        _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=detail)
+        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "blast_radius"})
+        return _escalate_or_leave(d, inc_id, f"remediation held back: {detail}", escalate, "suppressed")
+    try:
+        with slots:
+            return _run_action(d, inc_id, minion, facts, spec, action, pol, opener)
     finally:
         _release_active(minion)
+
+
+def _take_rotation(minion, pil, inc_id, action, facts):
+    """Hold ``minion``'s slot in the blast-radius budget of each app it serves: ``(slots, refusal)``.
+
+    A recovery acts on a service found down: its host is out already, so it
+    is never refused, but it holds the slot while it works. Any other action
+    (a state) may take a serving host out and asks like everyone else.
+    """
+    apps = _hx(pil, "apps", {}) or {}
+    subject = facts.get("service") or facts["check"]
+    slots = hx_store.Slots(hx_store.Store(__opts__), "remediate", inc_id, "hx",
+                           f"remediation of {minion} ({action} {subject}, incident {inc_id})")
+    for app in sorted(apps) if isinstance(apps, dict) else []:
+        try:
+            cfg = hx_rotation.app_budget(app, apps[app])
+        except ValueError as exc:
+            log.warning("hx_remediate: no blast-radius budget for %s on %s: %s", app, minion, exc)
+            continue
+        if minion not in cfg["hosts"]:
+            continue
+        decision = slots.ask(app, minion, cfg["max_out"], {minion} if action == "recover" else ())
+        if not decision["granted"]:
+            slots.__exit__(None, None, None)
+            return None, hx_rotation.refusal(app, minion, decision)
+    return slots, None
 
 
 def _held(d, inc_id, detail, hold_max):

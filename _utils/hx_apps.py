@@ -11,6 +11,7 @@ import hx_canary
 import hx_haproxy
 import hx_numbers
 import hx_releases
+import hx_rotation
 
 COLORS = hx_releases.SLOTS
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -82,6 +83,7 @@ def validate(app, raw):
         "health_path": release["health_path"],
         "deploy": deploy,
         "canary": hx_canary.settings(app, raw.get("canary")),
+        "max_out": hx_rotation.max_out(app, raw.get("max_out"), len(hosts)),
     }
 
 

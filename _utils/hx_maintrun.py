@@ -14,6 +14,7 @@ import zoneinfo
 
 import hx_numbers
 import hx_paths
+import hx_rotation
 
 CSV_HEADER = (
     "date",
@@ -312,14 +313,7 @@ def scan_log(text, now, window_s, mtime=None, levels=("ERROR", "CRITICAL", "FATA
 # -- load balancers -----------------------------------------------------------------------
 
 
-def live(row):
-    """A server that takes traffic now: weight > 0, admin ready, not DOWN."""
-    return (
-        bool(row)
-        and int(row.get("weight") or 0) > 0
-        and row.get("admin", "ready") == "ready"
-        and row.get("status") in ("UP", "unknown", None)
-    )
+live = hx_rotation.live  # one meaning of "takes traffic now" for drains and the budget
 
 
 def remaining_live(rows, removing):

@@ -30,7 +30,7 @@ _APP_KEYS = {"root", "source", "checksums", "keep", "slots", "health_path", "add
 _SLOT_KEYS = {"port", "service"}
 # The same hx:apps:<app> block also says how the master rolls the app out;
 # hx_apps validates these keys, this module only lets them through.
-ROLLOUT_KEYS = {"hosts", "lbs", "backend", "server", "frontend", "deploy", "canary"}
+ROLLOUT_KEYS = {"hosts", "lbs", "backend", "server", "frontend", "deploy", "canary", "max_out"}
 # Read by the salt://hx/app formula only (the command each slot runs).
 FORMULA_KEYS = {"run"}
 

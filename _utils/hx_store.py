@@ -15,6 +15,7 @@ import salt.cache
 
 import hx_audit
 import hx_lease
+import hx_rotation
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,86 @@ class Store:
         if stale:
             replaced.append(stale)
         return taken, current, replaced
+
+
+ROTATION = "hx/rotation"  # bank prefix of the blast-radius budget: hx/rotation/<app>, one key per slot
+
+
+def take_out(store, app, host, holder, limit, observed_out=(), alive=None):
+    """Ask app ``app``'s budget for ``host`` (atomic per app); a granted ask stores ``holder``.
+
+    Returns the ``hx_rotation.decide`` answer; stale slots are dropped on the way.
+    """
+    bank = f"{ROTATION}/{app}"
+    with hx_audit.lock(store.opts, bank):
+        slots = store.all(bank)
+        decision = hx_rotation.decide(host, limit, observed_out, slots, time.time(), alive, holder.get("token"))
+        for key in decision["stale"]:
+            store.delete(bank, key)
+        if decision["granted"]:
+            store.put(bank, holder["id"], dict(holder, host=host, app=app))
+    return decision
+
+
+class Slots:
+    """The budget slots one holder (a run, a remediation) took: renewed while held, given back on exit."""
+
+    def __init__(self, store, kind, owner, user, what):
+        self.store = store
+        self.kind, self.owner, self.user, self.what = kind, owner, user, what
+        self.ttl = lease_ttl(store.opts)
+        self.held = {}  # (app, host) -> holder
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def ask(self, app, host, limit, observed_out=()):
+        """``hx_rotation.decide`` for ``host`` in ``app``; kept (and renewed) when granted."""
+        if (app, host) in self.held:
+            return {"granted": True, "limit": limit, "out": [], "holders": [], "stale": [], "foreign": False}
+        token = os.urandom(16).hex()
+        holder = hx_lease.new(token, self.kind, f"app:{app}", self.owner, self.user, self.store.opts.get("id"),
+                              os.getpid(), time.time(), self.ttl, what=self.what)
+        decision = take_out(self.store, app, host, holder, limit, observed_out,
+                            alive=lambda h: pid_alive(self.store.opts, h))
+        if decision["granted"]:
+            with self._lock:
+                self.held[(app, host)] = holder
+            self._start()
+        return decision
+
+    def give_back(self, host=None):
+        """Give back the slots of ``host`` (None: all)."""
+        with self._lock:
+            keys = [k for k in self.held if host is None or k[1] == host]
+            gone = [(k, self.held.pop(k)) for k in keys]
+        for (app, _host), holder in gone:
+            self.store.release(f"{ROTATION}/{app}", holder["id"], holder["token"])
+
+    def _start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hx-rotation-slots", daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(hx_lease.heartbeat_every(self.ttl)):
+            with self._lock:
+                held = list(self.held.items())
+            for (app, _host), holder in held:
+                try:
+                    self.store.renew(f"{ROTATION}/{app}", holder["id"], holder["token"])
+                except Exception as exc:  # pylint: disable=broad-except
+                    log.warning("hx rotation slot %s/%s: renewal failed: %s", app, holder["id"], exc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.give_back()
+        return False
 
 
 def lease_ttl(opts):

@@ -18,10 +18,14 @@ import time
 import pytest
 import yaml
 
+import hx_audit
 import hx_incidents
+import hx_store
 from tests.support.aptrepo import pkg_environment, private_apt
+from tests.support.beacon_events import fire_from, sign
 from tests.support.deps import require_binary
 from tests.support.fleet import Fleet
+from tests.support.wait import wait_for
 from tests.support.webhook import Receiver
 
 HOSTS = ("hx-m1", "hx-m2")
@@ -357,6 +361,75 @@ def test_plan_and_orchestration_dry_run_change_nothing(fleet, clean):
     assert "would run maintenance" in dry.stdout
     assert fleet.rows() == before
     assert (fleet.read.run("hx_maint.status").data["run"] or {}).get("id") == last
+
+
+def test_an_operators_drain_is_refused_while_the_apps_blast_radius_is_spent(fleet, clean):
+    """Two hosts: the default max_out (50 %) lets one of demo's hosts out at a time, whoever asks."""
+    cli = fleet.salt_cli
+    assert cli.run("hx_traffic.set_state", "demo", "hx-m1_blue", "maint", minion_tgt="hx-m1").returncode == 0
+    before = fleet.rows()
+    refused = cli.run("hx_traffic.drain", "demo", "hx-m2_blue", minion_tgt="hx-m1")
+    assert refused.returncode != 0
+    assert "blast radius: app demo allows 1 host(s) out of rotation at once" in str(refused.data), refused.data
+    assert "hx-m1: out of rotation on the load balancer" in str(refused.data), refused.data
+    assert fleet.rows() == before
+    # A host that is out already takes nothing more away: never refused.
+    again = cli.run("hx_traffic.drain", "demo", "hx-m1_green", "timeout=5", minion_tgt="hx-m1")
+    assert again.returncode == 0, again.data
+    forced = cli.run("hx_traffic.drain", "demo", "hx-m2_blue", "timeout=20", "budget=False", minion_tgt="hx-m1")
+    assert forced.returncode == 0, forced.data
+    assert fleet.rows()["hx-m2_blue"]["admin"] == "maint"
+
+
+def test_a_drain_waits_while_a_remediation_works_on_the_other_host(
+        fleet, clean, master, minions, event_listener, release_file_root, tmp_path):
+    """Blast radius 1 for demo: a remediation on hx-m2 holds hx-m2's slot while its action runs; a
+    maintenance run of hx-m1 asks the same budget before draining, waits naming the remediation,
+    and drains once it has ended. The action waits on a file the test creates, so the order is
+    the test's, not the machine's."""
+    gate = tmp_path / "open"
+    (release_file_root / "hx_test_gate.sls").write_text(
+        f"gate:\n  cmd.run:\n    - name: timeout 120 sh -c 'until [ -e {gate} ]; do sleep 0.2; done'\n")
+    data = fleet.minion_pillar("hx-m2")
+    data["hx"]["health"]["checks"].append(
+        {"name": "ghost_proc", "kind": "process", "pattern": "no-such-process-hx-blast-test"})
+    data["hx"]["remediation"] = {"actions": {"process_down": {"action": "state", "sls": "hx_test_gate"}}}
+    fleet.pillar_tree.set("hx-m2", data)
+    runner = master.salt_run_cli(timeout=300)
+    assert runner.run("hx_remediate.release", "minion=hx-m2").returncode == 0
+    since = time.time()
+    box = {}
+    maint = threading.Thread(target=lambda: box.update(ret=fleet.maint("tgt=hx-m1", "batch=1", cli=runner)))
+    try:
+        payload = sign(minions["hx-m2"], "hx-m2", "ghost_proc", {"check": "ghost_proc", "status": "critical",
+                                                                 "previous": "ok", "ts": time.time(), "nonce": "blast1"})
+        fire_from(fleet.salt_cli, "hx-m2", [{"tag": "salt/beacon/hx-m2/hx_health/ghost_proc",
+                                              "data": dict(payload, id="hx-m2")}])
+        store = hx_store.Store(master.config)
+        slot = wait_for(lambda: [h for h in store.all(f"{hx_store.ROTATION}/demo").values() if h["host"] == "hx-m2"],
+                        60, "the remediation of hx-m2 to hold its slot")[0]
+        assert slot["kind"] == "remediate" and "remediation of hx-m2" in slot["what"], slot
+        maint.start()
+        waiting = event_listener.wait_for_events([(master.id, "hx/maint/*/wait_budget")], timeout=120, after_time=since)
+        assert waiting.found_all_events, "the maintenance run did not wait for the budget"
+        holders = next(iter(waiting.matches)).data["holders"]
+        assert "hx:apps:demo:max_out" in holders and "hx-m2: remediation of hx-m2 (state ghost_proc" in holders, holders
+        assert fleet.rows()["hx-m1_blue"]["admin"] == "ready"  # nothing drained while it waits
+    finally:
+        gate.write_text("")
+        if maint.ident:
+            maint.join(timeout=300)
+        fleet.set_pillar()
+    assert box["ret"].returncode == 0, box["ret"].stdout
+    rec = record(fleet, box["ret"].data["run"])
+    phases = [p["phase"] for p in rec["phases"]]
+    assert phases.index("wait_budget") < phases.index("waited_budget") < phases.index("drain"), phases
+    assert rec["waited"][0]["for"] == "blast-radius budget"
+    assert not store.all(f"{hx_store.ROTATION}/demo"), "slots given back at the end of both"
+    ran = [a for a in hx_audit.read(master.config, what="remediate.state") if a["ts"] >= since]
+    assert [a["target"] for a in ran] == ["hx-m2"], ran
+    for inc in fleet.read.run("hx_incident.list", "minion=hx-m2", f"since={since}").data["incidents"]:
+        fleet.read.run("hx_incident.resolve", inc["id"], "by=test")
 
 
 def test_a_maintenance_run_waits_for_a_deployment_and_a_deployment_refuses_during_maintenance(

@@ -16,14 +16,13 @@ import psutil
 import pytest
 import yaml
 
-import salt.crypt
-
 import hx_audit
 import hx_history
 import hx_lease
 import hx_remediation
 import hx_store
 from tests.support import httpserver
+from tests.support.beacon_events import fire_from, sign
 from tests.support.probes import beacon_running, healthy
 from tests.support.supervisor import Supervisor, demo_command
 from tests.support.webhook import Receiver
@@ -134,22 +133,6 @@ def show(cli, inc_id):
     ret = cli.run("hx_incident.show", inc_id)
     assert ret.returncode == 0, ret
     return ret.data["incident"]
-
-
-def sign(minion_factory, minion_id, check, payload):
-    msg = hx_remediation.signed_message(minion_id, "hx_health", check, payload)
-    key = os.path.join(minion_factory.config["pki_dir"], "minion.pem")
-    return dict(payload, sig=hx_remediation.encode_sig(
-        salt.crypt.sign_message(key, msg, algorithm=salt.crypt.PKCS1v15_SHA224)))
-
-
-def fire_from(cli, sender, events):
-    """Make minion ``sender`` send ``events`` to the master as a beacon batch (the minion's
-    own ``fire_master`` path: whatever tag and data it likes)."""
-    load = {"data": None, "tag": None, "pretag": None, "events": events}
-    # The load as a dict, as the salt command line sends it once it has parsed its JSON argument.
-    ret = cli.run("event.fire", load, "fire_master", minion_tgt=sender)
-    assert ret.returncode == 0, ret
 
 
 def audit(master, what=None):
