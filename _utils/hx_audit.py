@@ -8,8 +8,8 @@ threads and ``salt-run`` processes never interleave.
 :func:`lock` is an exclusive ``flock`` on ``<cachedir>/hx/locks/<name>.lock``.
 ``flock`` locks belong to an open file description, so two threads of the
 reactor's pool that each open the file exclude each other exactly like two
-processes do. The lock is master-local: several masters sharing a redis cache
-need their own coordination (docs/reference/hx_incident.md).
+processes do. With ``cache: redis`` several masters share the records, so
+:func:`lock` is a mutex in that redis instead (``_utils/hx_redis.py``).
 """
 import contextlib
 import copy
@@ -21,6 +21,7 @@ import os
 import re
 import time
 
+import hx_redis
 import hx_secrets
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,15 @@ def _lock_file(opts, name):
 
 @contextlib.contextmanager
 def lock(opts, name, timeout=60.0):
-    """Exclusive master-local lock ``name``; TimeoutError after ``timeout`` s."""
+    """Exclusive lock ``name``; TimeoutError after ``timeout`` s.
+
+    Master-local (an ``flock``) with the default cache; with ``cache: redis``
+    a mutex in that redis, which every master sharing it honours (hx_redis).
+    """
+    if hx_redis.shared(opts):
+        with hx_redis.mutex(opts, name, timeout):
+            yield
+        return
     fd = os.open(_lock_file(opts, name), os.O_RDWR | os.O_CREAT, 0o640)
     try:
         deadline = time.monotonic() + timeout

@@ -429,8 +429,9 @@ class Store:
     """Incident records in a ``salt.cache`` object.
 
     ``lock(name)`` is a context manager serialising read-modify-write of one
-    name (the caller provides a master-local ``flock``: the localfs and redis
-    cache drivers have no compare-and-swap). The dedupe index maps a
+    name (the caller provides ``hx_audit.lock``: an ``flock`` on localfs, a
+    mutex in redis with ``cache: redis``; the cache drivers have no
+    compare-and-swap). The dedupe index maps a
     :func:`dedupe_slot` to the active incident's id.
     """
 

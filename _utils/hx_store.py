@@ -2,9 +2,9 @@
 
 localfs by default; redis/consul/etcd when the master's ``cache`` option
 says so, so several masters see the same records. The cache has no
-compare-and-swap, so taking a lock checks and writes under an exclusive flock
-on the master: atomic between runners of one master. Masters sharing a cache
-driver should run deployments from one of them (documented limitation).
+compare-and-swap, so taking a lease checks and writes under ``hx_audit.lock``:
+an exclusive flock on the master (localfs), or with ``cache: redis`` a mutex
+in that redis which every master sharing it honours (``hx_redis``).
 """
 import logging
 import os

@@ -11,8 +11,10 @@ import threading
 import pytest
 import yaml
 
+from tests.support.deps import require_binary
 from tests.support.inproc import LocalCli, RunnerCli
 from tests.support.masterconf import install_conf
+from tests.support.redis import RedisServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINION_IDS = ("hx-m1", "hx-m2")
@@ -146,3 +148,12 @@ def pillar_tree(pillar_root, local_cli, minions):
 def pillar(pillar_tree):
     yield pillar_tree
     pillar_tree.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server per test worker; each test flushes what it wrote."""
+    require_binary("redis-server", "redis-server")
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -13,20 +13,10 @@ import salt.config
 import salt.runner
 
 import hx_incidents
-from tests.support.deps import require_binary
-from tests.support.redis import RedisServer
 from tests.support.webhook import Receiver
 
 FIRED = []
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    require_binary("redis-server", "redis-server")
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
