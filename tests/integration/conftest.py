@@ -6,6 +6,9 @@ per-session directory the tests write through the ``pillar`` fixture, ahead of
 the repository's ``pillar/`` tree.
 """
 import os
+import pathlib
+import shutil
+import tempfile
 import threading
 
 import pytest
@@ -64,6 +67,20 @@ class PillarTree:
         """Every pillar back to empty; a minion whose pillar is already empty is not refreshed."""
         for mid in [m for m, data in self.data.items() if data]:
             self.set(mid, {})
+
+
+@pytest.fixture(scope="session")
+def salt_factories_default_root_dir():
+    """Daemon directories of this worker only, short enough for unix sockets, removed afterwards.
+
+    salt-factories' default root is the shared /tmp, where it picks
+    ``<id>_<n>`` by looking for a free name: three workers starting the same
+    master id at once picked the same directory (a failed start, CI run 5)
+    and every run left its directories behind.
+    """
+    root = tempfile.mkdtemp(prefix="hxsf-")
+    yield pathlib.Path(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
