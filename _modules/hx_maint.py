@@ -14,6 +14,7 @@ import logging
 import os
 
 import hx_errors
+import hx_typed
 import hx_windows
 from salt.exceptions import SaltInvocationError
 
@@ -48,11 +49,10 @@ def _at(at):
 
 
 def _bool(value, key):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise SaltInvocationError(f"{key} must be true or false, got {value!r}")
+    try:
+        return hx_typed.flag(key, value)
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from None
 
 
 def _audit(entry):

@@ -14,6 +14,7 @@ import os
 import shutil
 
 import hx_errors
+import hx_typed
 import hx_patching
 import salt.utils.environment
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -70,11 +71,10 @@ def _pillar_names(key):
 
 
 def _bool(value, key):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise SaltInvocationError(f"{key} must be true or false, got {value!r}")
+    try:
+        return hx_typed.flag(key, value)
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from None
 
 
 def _upgrades(refresh):

@@ -38,6 +38,7 @@ try:
     import hx_nginx
     import hx_numbers
     import hx_rotation
+    import hx_typed
 
     _IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by __virtual__
@@ -730,10 +731,10 @@ def drain(backend, server, timeout=30, interval=0.2, driver=None, budget=True):
         raise SaltInvocationError(f"timeout/interval: must be numbers, got {timeout!r}/{interval!r}") from None
     if timeout < 0 or not 0 < interval <= 10:
         raise SaltInvocationError("timeout: must be >= 0 and interval: in (0, 10]")
-    if budget not in (True, False):
-        if str(budget).lower() not in ("true", "false"):
-            raise SaltInvocationError(f"budget: must be True or False, got {budget!r}")
-        budget = str(budget).lower() == "true"
+    try:
+        budget = hx_typed.flag("budget", budget)
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from None
     if budget:
         _budget_check(backend, server, driver)
     began = time.monotonic()

@@ -608,41 +608,37 @@ def _act(d, inc, facts, pil, pol, current, opener):
         return _escalate_or_leave(d, inc_id, "classification requires people", inc["escalate"], "notified")
     sup = _suppression(minion, facts, pil, pol)
     if sup:
-        _joined(opener)
         reason, detail, escalate = sup
         escalate = escalate and inc["escalate"]
         if reason in ("maintenance", "deploy"):
             escalate, detail = _held(d, inc_id, detail, pol["hold_max"])
-        d.note(inc_id, "suppressed", f"{action} suppressed ({reason}): {detail}")
-        _audit("remediate.suppress", minion, "suppressed", incident=inc_id, action=action, reason=reason, detail=detail)
-        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": reason})
-        return _escalate_or_leave(d, inc_id, f"remediation suppressed: {detail}", escalate, "suppressed")
-    role = _hx(pil, "role")
-    ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
-    if not ok:
-        _joined(opener)
-        d.note(inc_id, "suppressed", f"{action} not run: {why}")
-        _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=why)
-        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "budget"})
-        return _escalate_or_leave(d, inc_id, why, True, "suppressed")
-    try:
-        slots, refused = _take_rotation(minion, pil, inc_id, action, facts)
-    except Exception:
-        _release_active(minion)
-        raise
+        return _suppressed(d, inc, action, opener, "suppressed", reason, f"suppressed ({reason}): {detail}",
+                           f"remediation suppressed: {detail}", escalate, detail=detail)
+    # The blast radius first: a held-back action must not spend the minion's budget.
+    slots, refused = _take_rotation(minion, pil, inc_id, action, facts)
     if refused:
-        _release_active(minion)
-        _joined(opener)
         escalate, detail = _held(d, inc_id, refused, pol["hold_max"])
-        d.note(inc_id, "suppressed", f"{action} not run: {detail}")
-        _audit("remediate.suppress", minion, "budget", incident=inc_id, action=action, detail=detail)
-        _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": "blast_radius"})
-        return _escalate_or_leave(d, inc_id, f"remediation held back: {detail}", escalate, "suppressed")
-    try:
-        with slots:
+        return _suppressed(d, inc, action, opener, "budget", "blast_radius", f"not run: {detail}",
+                           f"remediation held back: {detail}", escalate, detail=detail)
+    with slots:
+        role = _hx(pil, "role")
+        ok, why = _claim_budget(minion, role if isinstance(role, str) else None, pol, time.time(), inc_id)
+        if not ok:
+            return _suppressed(d, inc, action, opener, "budget", "budget", f"not run: {why}", why, True, detail=why)
+        try:
             return _run_action(d, inc_id, minion, facts, spec, action, pol, opener)
-    finally:
-        _release_active(minion)
+        finally:
+            _release_active(minion)
+
+
+def _suppressed(d, inc, action, opener, result, reason, note, why, escalate, **audit):
+    """Nothing runs now: the timeline, the audit line (``result``), the event (``reason``), and maybe people."""
+    _joined(opener)
+    minion, inc_id = inc["minion"], inc["id"]
+    d.note(inc_id, "suppressed", f"{action} {note}")
+    _audit("remediate.suppress", minion, result, incident=inc_id, action=action, reason=reason, **audit)
+    _fire(minion, "suppressed", {"incident": inc_id, "action": action, "reason": reason})
+    return _escalate_or_leave(d, inc_id, why, escalate, "suppressed")
 
 
 def _take_rotation(minion, pil, inc_id, action, facts):

@@ -27,6 +27,15 @@ def minion_id(key, value):
     return value
 
 
+def flag(key, value):
+    """``True``/``False``, or their text as the command line hands it over; ValueError naming ``key``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
 def operator_text(key, value, limit, lines=False):
     """``by=`` / ``note=`` as typed: text (a number as YAML typed it) of at most ``limit`` characters
     without control characters (``lines``: newlines and tabs allowed); ValueError naming ``key``.
