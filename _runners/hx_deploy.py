@@ -36,6 +36,7 @@ import hx_lease
 import hx_numbers
 import hx_releases
 import hx_rollout
+import hx_rotation
 import hx_runner
 import hx_store
 
@@ -639,6 +640,8 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
         if run.get("strategy") == "canary":
             out["canary"] = _canary_view(run)
     out["state"] = store.get(hx_rollout.APPS, app)
+    out["rotation"] = {"max_out": cfg["max_out"],
+                       "held": hx_rotation.held(store.all(f"{hx_store.ROTATION}/{app}"), time.time(), _alive)}
     lines = [f"{app}: live color {out['live']}"]
     for lb, weights in sorted((out.get("weights") or {}).items()):
         lines.append(f"  {lb}: " + ", ".join(f"{s}={w}" for s, w in sorted(weights.items())))
@@ -654,6 +657,9 @@ def status(app, **kwargs):  # pylint: disable=unused-argument
         lines.append(f"  running: {out['running']['lock'].get('deployment')} phase {out['running']['phase']}; "
                      f"lease {out['running']['lease']}"
                      + (f"; STALE: {out['running']['stale']}" if out["running"]["stale"] else ""))
+    for slot in out["rotation"]["held"]:
+        lines.append(f"  out of rotation (max_out {cfg['max_out']}): {slot['host']}: {slot['lease']}"
+                     + (f"; STALE: {slot['stale']}" if slot["stale"] else ""))
     if out.get("canary"):
         lines.extend("  " + line for line in _canary_lines(out["canary"]))
     warm = (out["state"] or {}).get("warm")

@@ -120,6 +120,24 @@ def decide(host, limit, observed_out, slots, now, alive=None, token=None):
             "stale": stale, "foreign": foreign}
 
 
+def held(slots, now, alive=None):
+    """The budget's slots as an operator reads them, by host: who holds each and whether it is stale.
+
+    ``slots`` and ``alive`` as for :func:`decide`; the token never appears.
+    Returns ``[{"host", "id", "kind", "owner", "what", "lease", "stale"}]``
+    (``stale``: why nobody holds it any more, else None; the next ask drops it).
+    """
+    rows = []
+    for _key, holder in sorted((slots or {}).items()):
+        if not isinstance(holder, dict):
+            continue
+        gone, why = hx_lease.stale(holder, now, alive(holder) if alive else None)
+        rows.append({"host": holder.get("host"), "id": holder.get("id"), "kind": holder.get("kind"),
+                     "owner": holder.get("owner"), "what": holder.get("what"),
+                     "lease": hx_lease.describe(holder, now), "stale": why if gone else None})
+    return sorted(rows, key=lambda r: (str(r["host"]), str(r["id"])))
+
+
 def refusal(app, host, decision):
     """The line an operator reads when ``host`` may not be taken out."""
     return (f"blast radius: app {app} allows {decision['limit']} host(s) out of rotation at once "

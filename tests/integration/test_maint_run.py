@@ -415,6 +415,10 @@ def test_a_drain_waits_while_a_remediation_works_on_the_other_host(
         holders = next(iter(waiting.matches)).data["holders"]
         assert "hx:apps:demo:max_out" in holders and "hx-m2: remediation of hx-m2 (state ghost_proc" in holders, holders
         assert fleet.rows()["hx-m1_blue"]["admin"] == "ready"  # nothing drained while it waits
+        # The operator's view of the budget names the same holder.
+        shown = fleet.read.run("hx_deploy.status", "app=demo").data["rotation"]
+        assert shown["max_out"] == 1 and [s["host"] for s in shown["held"]] == ["hx-m2"], shown
+        assert "remediation of hx-m2" in shown["held"][0]["lease"] and shown["held"][0]["stale"] is None, shown
     finally:
         gate.write_text("")
         if maint.ident:

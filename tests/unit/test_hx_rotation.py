@@ -113,3 +113,15 @@ def test_a_batch_larger_than_an_apps_budget_is_named_before_anything_is_asked():
     why = rot.batch_too_big(apps, ["app1", "app3"])
     assert why == ("batch app1, app3 takes 2 host(s) of app demo out at once; hx:apps:demo:max_out allows 1: "
                    "use a smaller batch")
+
+
+def test_the_slots_view_names_each_holder_and_which_are_stale_without_tokens():
+    live_one = slot("app2", "a" * 32)
+    dead = slot("app1", "d" * 32, now=T0 - 100)
+    rows = rot.held({"x": live_one, "y": dead, "junk": "not a holder"}, T0 + 5)
+    assert [r["host"] for r in rows] == ["app1", "app2"]
+    assert rows[0]["stale"].startswith("its lease expired 75 s ago") and rows[1]["stale"] is None
+    assert rows[1]["lease"].startswith("maintenance run maint-1 by root") and rows[1]["kind"] == "maint"
+    assert "a" * 32 not in repr(rows) and "d" * 32 not in repr(rows)
+    assert rot.held({"x": live_one}, T0, alive=lambda h: False)[0]["stale"] == "its process is gone"
+    assert rot.held({}, T0) == [] and rot.held(None, T0) == []
