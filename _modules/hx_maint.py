@@ -52,7 +52,7 @@ def _bool(value, key):
     try:
         return hx_typed.flag(key, value)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.usage(exc) from None
 
 
 def _audit(entry):

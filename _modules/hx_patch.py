@@ -17,7 +17,7 @@ import hx_errors
 import hx_typed
 import hx_patching
 import salt.utils.environment
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _bool(value, key):
     try:
         return hx_typed.flag(key, value)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.usage(exc) from None
 
 
 def _upgrades(refresh):

@@ -734,7 +734,7 @@ def drain(backend, server, timeout=30, interval=0.2, driver=None, budget=True):
     try:
         budget = hx_typed.flag("budget", budget)
     except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
+        raise hx_errors.usage(exc) from None
     if budget:
         _budget_check(backend, server, driver)
     began = time.monotonic()

@@ -652,18 +652,23 @@ def _take_rotation(minion, pil, inc_id, action, facts):
     subject = facts.get("service") or facts["check"]
     slots = hx_store.Slots(hx_store.Store(__opts__), "remediate", inc_id, "hx",
                            f"remediation of {minion} ({action} {subject}, incident {inc_id})")
-    for app in sorted(apps) if isinstance(apps, dict) else []:
-        try:
-            cfg = hx_rotation.app_budget(app, apps[app])
-        except ValueError as exc:
-            log.warning("hx_remediate: no blast-radius budget for %s on %s: %s", app, minion, exc)
-            continue
-        if minion not in cfg["hosts"]:
-            continue
-        decision = slots.ask(app, minion, cfg["max_out"], {minion} if action == "recover" else ())
-        if not decision["granted"]:
-            slots.__exit__(None, None, None)
-            return None, hx_rotation.refusal(app, minion, decision)
+    try:
+        for app in sorted(apps) if isinstance(apps, dict) else []:
+            try:
+                cfg = hx_rotation.app_budget(app, apps[app])
+            except ValueError as exc:
+                log.warning("hx_remediate: no blast-radius budget for %s on %s: %s", app, minion, exc)
+                continue
+            if minion not in cfg["hosts"]:
+                continue
+            decision = slots.ask(app, minion, cfg["max_out"], {minion} if action == "recover" else ())
+            if not decision["granted"]:
+                slots.__exit__(None, None, None)
+                return None, hx_rotation.refusal(app, minion, decision)
+    except BaseException:
+        # A slot already granted for another app would otherwise be renewed by its heartbeat for good.
+        slots.__exit__(None, None, None)
+        raise
     return slots, None
 
 

@@ -128,7 +128,7 @@ def held(slots, now, alive=None):
     (``stale``: why nobody holds it any more, else None; the next ask drops it).
     """
     rows = []
-    for _key, holder in sorted((slots or {}).items()):
+    for holder in (slots or {}).values():
         if not isinstance(holder, dict):
             continue
         gone, why = hx_lease.stale(holder, now, alive(holder) if alive else None)
